@@ -1,0 +1,60 @@
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from config.celery import app as celery_app
+from config.env import database_url_with_name
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def wait_until(condition, *, timeout: float, interval: float = 0.2, message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    """A real Celery worker process on the test database and the test Redis database.
+
+    Tests that use it must commit their data (transactional_db), since the worker
+    reads through its own connection.
+    """
+    with django_db_blocker.unblock():
+        test_database = connection.settings_dict["NAME"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DATABASE_URL": database_url_with_name(os.environ["DATABASE_URL"], test_database),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--queues", "default,chat,ingest",
+         "--concurrency", "2", "--loglevel", "WARNING", "--hostname", "test-worker@%h"],
+        cwd=PROJECT_DIR,
+        env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: bool(celery_app.control.ping(timeout=0.5)) or process.poll() is not None,
+            timeout=60,
+            message="the Celery worker to answer a ping",
+        )
+        if process.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited with code {process.returncode}")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -13,8 +13,8 @@ from django.utils.module_loading import import_string
 
 from config.roles import MANAGERS, SUPPORT_STAFF, sync_roles
 
-# Later apps add their seeders here ("app.demo.seed_demo_...").
-DEMO_SEEDERS: list[str] = []
+# Each app's demo content, in ladder order.
+DEMO_SEEDERS: list[str] = ["knowledge.demo.seed_demo_knowledge_base"]
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "config",
     "conversations",
@@ -156,17 +157,6 @@ except (zoneinfo.ZoneInfoNotFoundError, ValueError):
 USE_I18N = True
 USE_TZ = True
 
-STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
-STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
-MEDIA_URL = "media/"
-MEDIA_ROOT = VAR_DIR / "media"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-}
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024, minimum=1024)
-
 # Third-party services. Base URLs are overridable so tests (and proxies) can point
 # the real client libraries at other servers.
 GEMINI_API_KEY = env_str("GEMINI_API_KEY")
@@ -177,6 +167,36 @@ AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
 BEDROCK_ENDPOINT_URL = env_optional_url("BEDROCK_ENDPOINT_URL")
 ZALO_OPENAPI_URL = env_base_url("ZALO_OPENAPI_URL", "https://openapi.zalo.me")
 ZALO_OAUTH_URL = env_base_url("ZALO_OAUTH_URL", "https://oauth.zaloapp.com")
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+MEDIA_URL = "media/"
+MEDIA_ROOT = VAR_DIR / "media"
+# Uploaded originals: S3 (django-storages on boto3) when a bucket is configured,
+# the local media folder otherwise.
+DEFAULT_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+if AWS_STORAGE_BUCKET_NAME:
+    DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "region_name": AWS_REGION,
+            "endpoint_url": AWS_ENDPOINT_URL_S3,
+            "file_overwrite": False,
+            "default_acl": None,
+            "querystring_auth": True,
+            "location": env_str("AWS_STORAGE_PREFIX", "media"),
+        },
+    }
+STORAGES = {
+    "default": DEFAULT_STORAGE,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+KNOWLEDGE_MAX_UPLOAD_BYTES = env_int("KNOWLEDGE_MAX_UPLOAD_MB", 20, minimum=1) * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024, minimum=1024)
+# Admin uploads of several files at once stay within Django's file-count guard.
+DATA_UPLOAD_MAX_NUMBER_FILES = 50
 
 # Celery: Redis broker, three queues, JSON only.
 CELERY_BROKER_URL = celery_broker_url(REDIS_URL)
@@ -210,7 +230,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimu
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=1)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stuck-documents": {"task": "knowledge.tasks.requeue_stuck_documents", "schedule": 120.0},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 REST_FRAMEWORK = {

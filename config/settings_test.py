@@ -14,6 +14,7 @@ CACHES["default"]["KEY_PREFIX"] = "cbtest"
 CELERY_BROKER_URL = celery_broker_url(TEST_REDIS_URL)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -1,0 +1,96 @@
+import pytest
+from django.db import connection
+
+from knowledge.models import Chunk
+from knowledge.retrieval import fuse, retrieve
+from tests.knowledge.helpers import ingest, make_knowledge_base, paste
+
+pytestmark = pytest.mark.django_db
+
+HOURS_VI = "# Giờ mở cửa\n\nCửa hàng mở cửa từ 8 giờ sáng đến 21 giờ tối, từ thứ Hai đến Chủ nhật."
+DELIVERY_VI = "# Giao hàng\n\nĐơn hàng từ 500.000đ được miễn phí giao hàng toàn quốc."
+RETURNS_EN = "# Returns\n\nYou may return unused products within 30 days of delivery for a full refund."
+
+
+@pytest.fixture
+def shop():
+    knowledge_base = make_knowledge_base("Shop")
+    for title, text in [("Hours", HOURS_VI), ("Delivery", DELIVERY_VI), ("Returns", RETURNS_EN)]:
+        ingest(paste(knowledge_base, text, title=title))
+    return knowledge_base
+
+
+def test_keyword_search_ignores_diacritics(shop):
+    result = retrieve(knowledge_base=shop, query="gio mo cua")
+
+    best = result.hits[0]
+    assert best.document_title == "Hours"
+    assert best.keyword_rank == 1
+    assert best.heading_path == ["Giờ mở cửa"]
+
+
+def test_keyword_search_finds_accented_words_from_an_accented_query_too(shop):
+    assert retrieve(knowledge_base=shop, query="miễn phí giao hàng").hits[0].document_title == "Delivery"
+
+
+def test_no_english_stemmer_touches_the_indexed_text(shop):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT search_vector::text FROM knowledge_chunk WHERE id = %s",
+            [Chunk.objects.get(document__title="Returns").pk],
+        )
+        (vector,) = cursor.fetchone()
+
+    assert "'products'" in vector and "'delivery'" in vector
+    assert "'product'" not in vector and "'deliveri'" not in vector
+
+
+def test_each_hit_carries_scores_title_and_heading_for_citations(shop):
+    result = retrieve(knowledge_base=shop, query="Can I return a product after 30 days?")
+
+    best = result.hits[0]
+    assert best.document_title == "Returns"
+    assert best.heading == "Returns"
+    assert best.vector_score is not None and 0 < best.vector_score <= 1
+    assert best.keyword_score is not None
+    assert best.fused_score > 0
+    assert set(result.timings_ms) >= {"embed", "vector", "keyword", "total"}
+
+
+def test_a_paraphrase_without_shared_words_is_found_by_the_vector_search(shop):
+    result = retrieve(knowledge_base=shop, query="Khi nào tiệm mở?")  # "when does the shop open?"
+
+    assert result.hits[0].document_title == "Hours"
+
+
+def test_other_knowledge_bases_are_never_returned_and_the_full_top_k_still_comes_back():
+    mine = make_knowledge_base("Mine")
+    theirs = make_knowledge_base("Theirs")
+    for number in range(6):
+        ingest(paste(mine, f"Store {number} opens at {8 + number} am.", title=f"mine {number}"))
+    # Many closer neighbours in another knowledge base: the filtered scan must go past them.
+    text = "\n\n".join(f"## Store opening {n}\n\nStore opening hours {n}: opens at 8 am." for n in range(150))
+    ingest(paste(theirs, text, title="theirs"))
+
+    hits = retrieve(knowledge_base=mine, query="when does the store open", top_k=6).hits
+
+    assert len(hits) == 6
+    assert {hit.document_title for hit in hits} == {f"mine {number}" for number in range(6)}
+
+
+def test_disabled_documents_are_not_returned(shop):
+    from knowledge import services
+
+    hours = shop.documents.get(title="Hours")
+    services.document_set_enabled(document=hours, enabled=False)
+
+    titles = {hit.document_title for hit in retrieve(knowledge_base=shop, query="gio mo cua", top_k=10).hits}
+
+    assert "Hours" not in titles
+
+
+def test_reciprocal_rank_fusion_rewards_items_both_searches_agree_on():
+    fused = fuse([1, 2, 3], [3, 4, 1], top_k=4)
+
+    assert [item for item, _ in fused][:2] == [1, 3]
+    assert len(fused) == 4

@@ -248,6 +248,7 @@ UNFOLD = {
     "SITE_SYMBOL": "support_agent",
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
+    "DASHBOARD_CALLBACK": "config.dashboard.dashboard_callback",
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -1,4 +1,6 @@
-from knowledge.models import Document
+from django.db.models import Count, Q
+
+from knowledge.models import Chunk, Document
 
 
 def document_progress(*, document_ids: list[int]) -> list[dict]:
@@ -16,3 +18,18 @@ def document_progress(*, document_ids: list[int]) -> list[dict]:
         }
         for row in rows
     ]
+
+
+def knowledge_overview() -> dict:
+    counts = Document.objects.aggregate(
+        ready=Count("pk", filter=Q(status=Document.Status.READY)),
+        indexing=Count("pk", filter=Q(status__in=Document.IN_PROGRESS)),
+        failed=Count("pk", filter=Q(status=Document.Status.FAILED)),
+    )
+    counts["live_chunks"] = Chunk.objects.filter(is_live=True).count()
+    counts["recent_failures"] = list(
+        Document.objects.filter(status=Document.Status.FAILED)
+        .order_by("-status_changed_at")
+        .values("pk", "title", "error")[:5]
+    )
+    return counts

@@ -12,7 +12,8 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -29,6 +30,8 @@ from knowledge.models import Chunk, Document, EmbeddingCacheEntry, FaqEntry, Kno
 from knowledge.textnorm import fold
 
 log = logging.getLogger(__name__)
+
+REMOTE_EMBED_CONCURRENCY = 4
 
 
 class Superseded(Exception):
@@ -238,6 +241,12 @@ class _Run:
         )
 
 
+def _embed_batch(embedder, batch: list[tuple[str, str]]):
+    started = time.perf_counter()
+    result = embedder.embed_documents([text for _, text in batch])
+    return batch, result, int((time.perf_counter() - started) * 1000)
+
+
 def embed_with_cache(
     drafts: list[ChunkDraft],
     *,
@@ -266,34 +275,36 @@ def embed_with_cache(
 
     embedder = get_embedder(model)
     pending = list(missing.items())
-    total = max(len(pending), 1)
-    for start in range(0, len(pending), embedder.max_batch):
-        batch = pending[start : start + embedder.max_batch]
-        started = time.perf_counter()
-        result = embedder.embed_documents([text for _, text in batch])
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        EmbeddingCacheEntry.objects.bulk_create(
-            [
-                EmbeddingCacheEntry(model=model, content_hash=content_hash, embedding=vector)
-                for (content_hash, _), vector in zip(batch, result.vectors, strict=True)
-            ],
-            ignore_conflicts=True,
-        )
-        batch_id = hashlib.sha256("".join(content_hash for content_hash, _ in batch).encode()).hexdigest()[
-            :16
-        ]
-        usage_record(
-            idempotency_key=f"embed:{usage_key}:{model}:{batch_id}",
-            kind="embedding",
-            provider=embedder.provider,
-            model=result.model,
-            input_tokens=result.input_tokens,
-            latency_ms=latency_ms,
-            knowledge_base_id=knowledge_base_id,
-            document_id=document_id,
-        )
-        for (content_hash, _), vector in zip(batch, result.vectors, strict=True):
-            cached[content_hash] = vector
-        if on_progress:
-            on_progress(min(start + len(batch), total), total)
+    batches = [
+        pending[start : start + embedder.max_batch] for start in range(0, len(pending), embedder.max_batch)
+    ]
+    done = 0
+    # Remote providers answer batches in parallel; the local model already uses every core.
+    workers = 1 if embedder.provider == "local" else REMOTE_EMBED_CONCURRENCY
+    with ThreadPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
+        mapper = pool.map if pool else map
+        for batch, result, latency_ms in mapper(lambda batch: _embed_batch(embedder, batch), batches):
+            EmbeddingCacheEntry.objects.bulk_create(
+                [
+                    EmbeddingCacheEntry(model=model, content_hash=content_hash, embedding=vector)
+                    for (content_hash, _), vector in zip(batch, result.vectors, strict=True)
+                ],
+                ignore_conflicts=True,
+            )
+            batch_id = hashlib.sha256("".join(key for key, _ in batch).encode()).hexdigest()[:16]
+            usage_record(
+                idempotency_key=f"embed:{usage_key}:{model}:{batch_id}",
+                kind="embedding",
+                provider=embedder.provider,
+                model=result.model,
+                input_tokens=result.input_tokens,
+                latency_ms=latency_ms,
+                knowledge_base_id=knowledge_base_id,
+                document_id=document_id,
+            )
+            for (content_hash, _), vector in zip(batch, result.vectors, strict=True):
+                cached[content_hash] = vector
+            done += len(batch)
+            if on_progress:
+                on_progress(done, len(pending))
     return [list(cached[content_hash]) for content_hash in hashes], len(missing), reused

@@ -159,3 +159,24 @@ def test_staff_without_a_role_cannot_open_the_test_retrieval_page(client, indexe
     url = reverse("admin:knowledge_test_retrieval", args=[indexed_document.knowledge_base_id])
 
     assert client.get(url, {"q": "hours"}).status_code == 403
+
+
+def test_the_admin_front_page_shows_indexing_counts_and_failures_to_support_staff(client, indexed_document):
+    failed = paste(indexed_document.knowledge_base, "text", title="Broken sheet")
+    Document.objects.filter(pk=failed.pk).update(status="failed", error="The sheet has no answer column.")
+    login_as(client, SUPPORT_STAFF)
+
+    response = client.get(reverse("admin:index"))
+
+    cards = {card["title"]: card["value"] for card in response.context["knowledge_cards"]}
+    assert cards["Documents ready"] == 1 and cards["Failed"] == 1
+    page = response.content.decode()
+    assert "Broken sheet" in page and "no answer column" in page
+
+
+def test_the_front_page_shows_no_knowledge_figures_to_staff_without_a_role(client, indexed_document):
+    client.force_login(User.objects.create_user("nobody", password="pw", is_staff=True))
+
+    response = client.get(reverse("admin:index"))
+
+    assert "knowledge_cards" not in response.context

@@ -27,7 +27,8 @@ def _enqueue_ingest(document: Document) -> None:
     from knowledge.tasks import ingest_document
 
     document_id, version = document.pk, document.version
-    transaction.on_commit(lambda: ingest_document.delay(document_id, version))
+    # robust: a broker outage must not undo the save; the watchdog re-queues later.
+    transaction.on_commit(lambda: ingest_document.delay(document_id, version), robust=True)
 
 
 def _mark_queued(document: Document) -> None:
@@ -144,7 +145,7 @@ def document_replace_file(*, document: Document, uploaded: UploadedFile) -> Docu
     document = _new_version(document)
     if old_name and old_name != document.file.name:
         storage = document.file.storage
-        transaction.on_commit(lambda: storage.delete(old_name))
+        transaction.on_commit(lambda: storage.delete(old_name), robust=True)
     return document
 
 
@@ -178,7 +179,7 @@ def document_delete(*, document: Document) -> None:
     document.delete()
     knowledge_base_touch(knowledge_base_id=knowledge_base_id)
     if file_name:
-        transaction.on_commit(lambda: storage.delete(file_name))
+        transaction.on_commit(lambda: storage.delete(file_name), robust=True)
 
 
 @transaction.atomic
@@ -192,7 +193,7 @@ def knowledge_base_switch_embedding_model(*, knowledge_base: KnowledgeBase, mode
         return
     KnowledgeBase.objects.filter(pk=knowledge_base.pk).update(pending_embedding_model=model)
     knowledge_base_id = knowledge_base.pk
-    transaction.on_commit(lambda: reembed_knowledge_base.delay(knowledge_base_id, model))
+    transaction.on_commit(lambda: reembed_knowledge_base.delay(knowledge_base_id, model), robust=True)
 
 
 def documents_requeue_stuck(*, now=None) -> dict[str, int]:
@@ -233,5 +234,5 @@ def _sniff(data: bytes, filename: str) -> str:
 
 
 def _title_from_filename(name: str) -> str:
-    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return stem.replace("_", " ").replace("-", " ").strip()[:300] or name[:300]
+    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace("_", " ").replace("-", " ").strip()
+    return (stem[:1].upper() + stem[1:])[:300] or name[:300]

@@ -66,8 +66,8 @@ def test_support_staff_upload_several_files_at_once(client):
     assert response.status_code == 302
     documents = Document.objects.filter(knowledge_base=knowledge_base).order_by("title")
     assert [(doc.title, doc.source, doc.status) for doc in documents] == [
-        ("faq", "faq", "queued"),
-        ("hours", "upload", "queued"),
+        ("Faq", "faq", "queued"),
+        ("Hours", "upload", "queued"),
     ]
 
 

@@ -8,12 +8,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install clean-venv
+.PHONY: run test lint format install browser clean-venv
 
 run: $(STAMP)
 	$(BIN)/python manage.py serve
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -26,6 +26,19 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 install: $(STAMP)
+
+# Browser tests drive Debian's Chromium with Playwright. Install it when we can (root
+# on Debian/Ubuntu); elsewhere install chromium yourself or those tests are skipped.
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+browser:
+	@if [ -z "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Chromium for the browser tests (apt-get)..."; \
+			apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "Chromium not found: browser tests will be skipped (install the chromium package to run them)."; \
+		fi; \
+	fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -10,7 +10,7 @@ from django.db import connection
 from config.celery import app as celery_app
 from config.env import database_url_with_name
 
-pytest_plugins = ["tests.fakes.fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.browser"]
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 

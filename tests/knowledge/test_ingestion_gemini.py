@@ -27,7 +27,9 @@ def test_a_one_paragraph_edit_sends_one_or_two_texts_to_gemini(gemini_server):
     first_run = embedded_texts(gemini_server)
     gemini_server.reset()
 
-    edited = LONG_DOCUMENT.replace("Paragraph 2.2: the store policy", "Paragraph 2.2: the amended store policy")
+    edited = LONG_DOCUMENT.replace(
+        "Paragraph 2.2: the store policy", "Paragraph 2.2: the amended store policy"
+    )
     services.document_update_text(document=document, text=edited)
     ingest(document)
 

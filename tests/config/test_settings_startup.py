@@ -11,10 +11,12 @@ from tests.conftest import PROJECT_DIR
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    # A fresh process as an operator would start it: none of the suite's own switches.
+    inherited = {key: value for key, value in os.environ.items() if key != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=PROJECT_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        env={**inherited, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
         capture_output=True,
         text=True,
         timeout=120,

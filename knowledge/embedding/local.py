@@ -43,6 +43,11 @@ def reset_clients() -> None:
         _model = None
 
 
+def count_passage_tokens(text: str) -> int:
+    """Tokens the model sees for `text` as a passage; chunking budgets with this tokenizer."""
+    return _e5().token_count(text, False)
+
+
 @dataclass
 class LocalEmbedder:
     key: str

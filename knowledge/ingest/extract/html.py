@@ -11,7 +11,6 @@ from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import PreformattedString
 
 from knowledge.ingest.extract.base import BlockList, Extracted, HeadingStack, clean_inline
-from knowledge.ingest.extract.detect import decode_text
 
 _DROP_TAGS = [
     "script", "style", "noscript", "template", "svg", "iframe", "object", "embed", "canvas", "video",
@@ -39,22 +38,20 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]
 _LATIN1_LABELS = frozenset({"iso-8859-1", "iso8859-1", "latin1", "latin-1", "us-ascii", "ascii"})
 
 
-def decode_html(data: bytes) -> str:
-    """UTF-8 (or a BOM) first, then the page's meta charset, then detection."""
-    if data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return decode_text(data)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+def decode_html(data: bytes, detected: str) -> str:
+    """The page's meta charset, unless a BOM or valid UTF-8 already settled it (`detected`)."""
     declared = _META_CHARSET.search(data[:4096])
-    if declared:
+    if declared is None or data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return detected
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
         label = declared.group(1).decode("ascii").lower()
         try:
             return data.decode("cp1252" if label in _LATIN1_LABELS else label)
         except (LookupError, UnicodeDecodeError):
             pass
-    return decode_text(data)
+    return detected
 
 
 def extract_html(text: str) -> Extracted:

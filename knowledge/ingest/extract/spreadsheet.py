@@ -27,6 +27,7 @@ from knowledge.textnorm import fold
 
 MAX_ROWS = 50_000
 MAX_COLUMNS = 100
+HEADER_SEARCH_ROWS = 10
 MAX_SECONDS = 120
 _DELIMITERS = (",", ";", "\t")
 
@@ -37,6 +38,7 @@ EXPECTED = (
     'Name the first row\'s columns "Question" and "Answer" (or "Câu hỏi" and "Trả lời"), '
     "or use a sheet with exactly two columns: question, then answer."
 )
+NO_PAIRS = "The FAQ sheet has no row with both a question and an answer."
 _DEFAULT_SHEET_NAME = re.compile(r"(sheet|trang tinh|feuil|tabelle|hoja|foglio|planilha) ?\d*")
 
 Row = Sequence[object]
@@ -58,13 +60,17 @@ def looks_like_faq_csv(text: str) -> bool:
 
 
 def extract_csv(text: str) -> Extracted:
-    delimiter = _choose_delimiter(text)
+    blocks = BlockList()
+    pairs: list[FaqPair] = []
+    rows = csv.reader(io.StringIO(text), delimiter=_choose_delimiter(text))
     try:
-        blocks, pairs = _faq_blocks(csv.reader(io.StringIO(text), delimiter=delimiter), heading_path=())
+        found = _read_faq_sheet(rows, blocks, pairs, heading_path=(), deadline=time.monotonic() + MAX_SECONDS)
     except csv.Error as error:
         raise ExtractionError(f"The CSV file could not be read as a table ({error}).") from error
-    if blocks is None:
+    if not found:
         raise ExtractionError(f"The CSV file has no question and answer columns. {EXPECTED}")
+    if not pairs:
+        raise ExtractionError(NO_PAIRS)
     return Extracted(file_type="csv", blocks=blocks.blocks, faq_pairs=pairs)
 
 
@@ -74,60 +80,66 @@ def extract_xlsx(data: bytes) -> Extracted:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as error:
         raise ExtractionError("The Excel file could not be opened; it may be damaged.") from error
-    all_blocks = BlockList()
-    all_pairs: list[FaqPair] = []
+    blocks = BlockList()
+    pairs: list[FaqPair] = []
     found = False
+    deadline = time.monotonic() + MAX_SECONDS
     try:
         for sheet in workbook.worksheets:
             title = clean_inline(sheet.title)
             heading_path = () if _DEFAULT_SHEET_NAME.fullmatch(fold(title)) else (title,)
             rows = sheet.iter_rows(max_col=MAX_COLUMNS, values_only=True)
-            blocks, pairs = _faq_blocks(rows, heading_path=heading_path, budget=MAX_ROWS - len(all_pairs))
-            if blocks is None:
-                continue
-            found = True
-            all_blocks.blocks.extend(blocks.blocks)
-            all_pairs.extend(pairs)
+            if _read_faq_sheet(rows, blocks, pairs, heading_path=heading_path, deadline=deadline):
+                found = True
     finally:
         workbook.close()
     if not found:
         raise ExtractionError(f"No sheet in the Excel file has question and answer columns. {EXPECTED}")
-    return Extracted(file_type="xlsx", blocks=all_blocks.blocks, faq_pairs=all_pairs)
+    if not pairs:
+        raise ExtractionError(NO_PAIRS)
+    return Extracted(file_type="xlsx", blocks=blocks.blocks, faq_pairs=pairs)
 
 
-def _faq_blocks(
-    rows: Iterable[Row], *, heading_path: tuple[str, ...], budget: int = MAX_ROWS
-) -> tuple[BlockList | None, list[FaqPair]]:
-    """Blocks and pairs from one sheet, or (None, []) when it has no recognisable columns."""
+def _read_faq_sheet(
+    rows: Iterable[Row],
+    blocks: BlockList,
+    pairs: list[FaqPair],
+    *,
+    heading_path: tuple[str, ...],
+    deadline: float,
+) -> bool:
+    """Append one sheet's pairs and blocks; False when it has no recognisable columns."""
     iterator = iter(rows)
-    header = next((row for row in iterator if any(_cell_text(cell) for cell in row)), None)
-    if header is None:
-        return None, []
-    columns = faq_columns(header)
-    pending: list[Row] = []
-    if columns is None:
-        filled = [i for i, cell in enumerate(header) if _cell_text(cell)]
+    leading: list[Row] = []
+    columns = None
+    for row in iterator:
+        if not any(_cell_text(cell).strip() for cell in row):
+            continue
+        leading.append(row)
+        # Sheets often open with a title row or two above the real header.
+        if (columns := faq_columns(row)) is not None or len(leading) == HEADER_SEARCH_ROWS:
+            break
+    if columns is not None:
+        pending: list[Row] = []
+    elif not leading:
+        return False
+    else:
+        filled = [i for i, cell in enumerate(leading[0]) if _cell_text(cell).strip()]
         if len(filled) != 2:
-            return None, []
+            return False
         columns = (filled[0], filled[1])
-        if not _looks_like_labels(header, columns):
-            pending.append(header)
-    blocks = BlockList()
-    pairs: list[FaqPair] = []
-    deadline = time.monotonic() + MAX_SECONDS
+        pending = leading[1:] if _looks_like_labels(leading[0], columns) else leading
     for count, row in enumerate(itertools.chain(pending, iterator)):
         if count % 1000 == 0 and time.monotonic() > deadline:
             raise ExtractionError("The sheet takes too long to read; remove unused rows and upload it again.")
         pair = _pair(row, columns)
         if pair is None:
             continue
-        if len(pairs) >= budget:
+        if len(pairs) >= MAX_ROWS:
             raise ExtractionError(f"The file has more than {MAX_ROWS:,} questions; split it into parts.")
         pairs.append(pair)
         blocks.add_faq(pair, heading_path)
-    if not pairs:
-        raise ExtractionError("The FAQ sheet has no row with both a question and an answer.")
-    return blocks, pairs
+    return True
 
 
 def _pair(row: Row, columns: tuple[int, int]) -> FaqPair | None:

@@ -7,6 +7,7 @@ The SDK's own retries stay off; callers retry TransientError with backoff.
 """
 
 import importlib.util
+import json
 import math
 import re
 import threading
@@ -29,7 +30,7 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 
 # The SDK raises its HTTP library's exceptions (httpx2 in 3.x, httpx when chosen
 # through GOOGLE_GENAI_HTTP_CLIENT) for timeouts and connection failures.
-_TRANSPORT_ERRORS: tuple[type[Exception], ...] = tuple(
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = tuple(
     importlib.import_module(name).RequestError
     for name in ("httpx2", "httpx")
     if importlib.util.find_spec(name) is not None
@@ -106,11 +107,12 @@ class GeminiEmbedder:
             contents = [types.Content(role="user", parts=[types.Part(text=text)]) for text in batch]
             try:
                 response = client.models.embed_content(model=self.model, contents=contents, config=config)
-            except errors.UnknownApiResponseError as error:
+            except (errors.UnknownApiResponseError, json.JSONDecodeError) as error:
+                # A truncated or garbled 200 body is worth another try.
                 raise TransientError(f"Gemini returned an unreadable response: {error}") from error
             except errors.APIError as error:
-                raise _translate(error) from error
-            except _TRANSPORT_ERRORS as error:
+                raise translate_error(error) from error
+            except TRANSPORT_ERRORS as error:
                 unreachable = f"Gemini could not be reached or timed out: {type(error).__name__}: {error}"
                 raise TransientError(unreachable) from error
             except ValueError as error:  # the SDK's client-side request validation
@@ -137,7 +139,7 @@ def _input_tokens(response: types.EmbedContentResponse, batch: list[str]) -> int
     return sum(max(1, math.ceil(len(text) / 4)) for text in batch)
 
 
-def _translate(error: errors.APIError) -> ProviderError:
+def translate_error(error: errors.APIError) -> ProviderError:
     described = f"Gemini {error.code} {error.status}: {error.message}"
     if error.code == 429:
         return RateLimited(described, retry_after=_retry_after(error))

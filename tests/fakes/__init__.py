@@ -45,6 +45,14 @@ class FakeHandler(BaseHTTPRequestHandler):
     timeout = 10  # idle keep-alive connections are dropped, so handler threads end
     server: "_HTTPServer"
 
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except ConnectionResetError:
+            # The client reset a kept-alive connection (its timeout fired mid-answer, or
+            # it dropped a stream): not an error of the fake.
+            self.close_connection = True
+
     def do_GET(self) -> None:
         self._handle()
 

@@ -33,6 +33,7 @@ def _keep_loopback_off_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def gemini_server(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiServer]:
     """A fake Gemini API; GEMINI_BASE_URL and GEMINI_API_KEY point at it for the test."""
+    from chatbot.llm import gemini as chat_gemini
     from knowledge.embedding import gemini
 
     for name in _GOOGLE_ENV:
@@ -42,15 +43,18 @@ def gemini_server(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiS
         settings.GEMINI_BASE_URL = server.url
         settings.GEMINI_API_KEY = server.api_key
         gemini.reset_clients()
+        chat_gemini.reset_clients()
         try:
             yield server
         finally:
             gemini.reset_clients()
+            chat_gemini.reset_clients()
 
 
 @pytest.fixture
 def bedrock_server(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockServer]:
     """A fake Bedrock runtime; BEDROCK_ENDPOINT_URL points at it and dummy AWS credentials are set."""
+    from chatbot.llm import bedrock as chat_bedrock
     from knowledge.embedding import bedrock
 
     for name in _AWS_ENV:
@@ -63,7 +67,9 @@ def bedrock_server(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bedroc
         settings.BEDROCK_ENDPOINT_URL = server.url
         settings.AWS_REGION = "us-east-1"
         bedrock.reset_clients()
+        chat_bedrock.reset_clients()
         try:
             yield server
         finally:
             bedrock.reset_clients()
+            chat_bedrock.reset_clients()

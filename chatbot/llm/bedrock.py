@@ -1,0 +1,276 @@
+"""Chat answers from AWS Bedrock through boto3's Converse and ConverseStream.
+
+The only chatbot module that imports boto3. One client per process and (region,
+endpoint, timeouts): clients are thread-safe once built, building them is not.
+botocore's timeouts live on the client, so request timeouts are rounded up to
+whole seconds to keep the number of cached clients small. Its retries are off
+(legacy mode spends ~8 s on a throttle); the fallback chain decides what to retry.
+`thinking_budget` is ignored: Converse models answer without extended thinking
+unless asked through model-specific fields, which we never send.
+"""
+
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.eventstream import ParserError as EventStreamParserError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from django.conf import settings
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from chatbot.llm.base import (
+    FINISH_MAX_TOKENS,
+    FINISH_STOP,
+    ContentBlocked,
+    Generation,
+    GenerationRequest,
+    Message,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    StreamInterrupted,
+    TransientError,
+    Usage,
+)
+
+MAX_CONNECT_TIMEOUT_SECONDS = 5.0
+
+# Codes as HTTP errors carry them (PascalCase); in-stream exceptions use lowerCamel
+# ("throttlingException") and are normalised before the lookup.
+_RATE_LIMITED_CODES = {"ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException"}
+_TRANSIENT_CODES = {
+    "InternalServerException",
+    "ServiceUnavailableException",
+    "ModelStreamErrorException",
+    "ModelTimeoutException",
+    "ModelNotReadyException",  # a 429, but the model is loading rather than we are too fast
+    "InternalFailure",
+    "ServiceUnavailable",
+}
+_STOP = {"end_turn": FINISH_STOP, "stop_sequence": FINISH_STOP, "max_tokens": FINISH_MAX_TOKENS}
+_BLOCKED = {"guardrail_intervened", "content_filtered"}
+
+# A stream cut by the network surfaces from urllib3 (botocore does not wrap event streams).
+_NETWORK_ERRORS = (BotoConnectionError, HTTPClientError, IncompleteReadError, Urllib3HTTPError, OSError)
+
+_clients: dict[tuple[str, str | None, float, float], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(*, timeout_seconds: float) -> Any:
+    read_timeout = float(max(1, math.ceil(timeout_seconds)))
+    connect_timeout = min(MAX_CONNECT_TIMEOUT_SECONDS, read_timeout)
+    key = (settings.AWS_REGION, settings.BEDROCK_ENDPOINT_URL or None, connect_timeout, read_timeout)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            config = Config(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,  # for streams: the longest wait between two chunks
+                retries={"total_max_attempts": 1},
+            )
+            try:
+                # Its own session: creating clients from boto3's shared default session is not thread-safe.
+                client = boto3.session.Session().client(
+                    "bedrock-runtime", region_name=key[0], endpoint_url=key[1], config=config
+                )
+            except BotoCoreError as error:
+                raise PermanentError(f"Bedrock client configuration is invalid: {error}") from error
+            _clients[key] = client
+    return client
+
+
+def reset_clients() -> None:
+    """Close and forget every cached client (tests, or after settings or credentials change)."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
+
+
+def is_configured() -> bool:
+    """Whether Bedrock can be called: an endpoint is configured or credentials are at hand.
+
+    Credentials count when botocore finds them without the EC2 instance metadata
+    service (environment, shared files, SSO, container or web-identity roles):
+    probing IMDS stalls a laptop for seconds. On EC2 with only an instance role,
+    set BEDROCK_ENDPOINT_URL (https://bedrock-runtime.<region>.amazonaws.com) to opt in.
+    """
+    if settings.BEDROCK_ENDPOINT_URL or os.environ.get("AWS_BEARER_TOKEN_BEDROCK"):
+        return True
+    session = botocore.session.Session()
+    resolver = session.get_component("credential_provider")
+    resolver.remove("iam-role")  # the instance metadata provider
+    try:
+        return resolver.load_credentials() is not None
+    except BotoCoreError:  # a broken profile: not usable
+        return False
+
+
+class BedrockProvider:
+    name = "bedrock"
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        client = _client(timeout_seconds=request.timeout_seconds)
+        started = time.monotonic()
+        try:
+            response = client.converse(**_arguments(request))
+        except (ClientError, *_NETWORK_ERRORS, BotoCoreError) as error:
+            raise _translate(error) from error
+        stop_reason = str(response.get("stopReason", ""))
+        if not stop_reason:
+            # botocore parses a garbled or truncated body into an empty response, it does not raise.
+            raise TransientError("Bedrock returned an unreadable response (no stopReason)")
+        content = response.get("output", {}).get("message", {}).get("content", [])
+        text = "".join(block["text"] for block in content if isinstance(block.get("text"), str))
+        if stop_reason in _BLOCKED:
+            raise ContentBlocked(f"Bedrock withheld the answer (stop reason {stop_reason})")
+        if not text:
+            raise PermanentError(f"Bedrock returned no text (stop reason {stop_reason})")
+        return Generation(
+            text=text,
+            model=request.model,
+            provider=self.name,
+            usage=_usage(response.get("usage")),
+            finish_reason=_STOP.get(stop_reason, stop_reason),
+            latency_ms=_elapsed_ms(started),
+        )
+
+    def stream(self, request: GenerationRequest) -> Iterator[str | Generation]:
+        client = _client(timeout_seconds=request.timeout_seconds)
+        started = time.monotonic()
+        parts: list[str] = []
+        stop_reason = ""
+        usage: Usage | None = None
+        events = None
+        try:
+            events = client.converse_stream(**_arguments(request))["stream"]
+            for event in events:
+                if "contentBlockDelta" in event:
+                    delta = event["contentBlockDelta"].get("delta", {}).get("text")
+                    if delta:
+                        parts.append(delta)
+                        yield delta
+                elif "messageStop" in event:
+                    stop_reason = str(event["messageStop"].get("stopReason", ""))
+                elif "metadata" in event:
+                    usage = _usage(event["metadata"].get("usage"))
+        except (ClientError, *_NETWORK_ERRORS, BotoCoreError, EventStreamParserError) as error:
+            translated = _translate(error)
+            if parts:
+                raise StreamInterrupted(
+                    f"Bedrock stream broke after {len(parts)} chunks: {translated}",
+                    partial_text="".join(parts),
+                ) from error
+            raise translated from error
+        finally:
+            if events is not None:
+                events.close()  # a caller that stops early must not keep the connection checked out
+        text = "".join(parts)
+        problem: ProviderError
+        if stop_reason in _BLOCKED:
+            problem = ContentBlocked(f"Bedrock withheld the answer (stop reason {stop_reason})")
+        elif usage is None or not stop_reason:
+            # A stream cut between frames just ends; without messageStop and metadata
+            # the answer may be incomplete and its usage is unknown.
+            problem = TransientError("Bedrock's stream ended before messageStop and metadata")
+        elif not text:
+            problem = PermanentError(f"Bedrock returned no text (stop reason {stop_reason})")
+        else:
+            yield Generation(
+                text=text,
+                model=request.model,
+                provider=self.name,
+                usage=usage,
+                finish_reason=_STOP.get(stop_reason, stop_reason),
+                latency_ms=_elapsed_ms(started),
+            )
+            return
+        if parts:
+            raise StreamInterrupted(
+                f"Bedrock stream did not finish cleanly: {problem}", partial_text=text, usage=usage
+            ) from problem
+        raise problem
+
+
+def _arguments(request: GenerationRequest) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "modelId": request.model,
+        "messages": _turns(request.messages),
+        "inferenceConfig": {"maxTokens": request.max_output_tokens, "temperature": request.temperature},
+    }
+    if request.system:
+        arguments["system"] = [{"text": request.system}]
+    return arguments
+
+
+def _turns(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Converse messages: starting with the user, roles alternating, no blank text.
+
+    Bedrock rejects anything else with a ValidationException, and a real history can
+    hold two user messages in a row (a question sent while staff held the chat) or
+    start with the bot's greeting. Consecutive turns of one role become one message.
+    """
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if not message.text.strip() or (not turns and message.role != "user"):
+            continue
+        if turns and turns[-1]["role"] == message.role:
+            turns[-1]["content"].append({"text": message.text})
+        else:
+            turns.append({"role": message.role, "content": [{"text": message.text}]})
+    return turns
+
+
+def _usage(usage: dict[str, Any] | None) -> Usage:
+    usage = usage or {}
+    cache_read = int(usage.get("cacheReadInputTokens") or 0)
+    # Bedrock counts cache reads and writes apart from inputTokens; ours include them.
+    cache_write = int(usage.get("cacheWriteInputTokens") or 0)
+    return Usage(
+        input_tokens=int(usage.get("inputTokens") or 0) + cache_read + cache_write,
+        output_tokens=int(usage.get("outputTokens") or 0),
+        cached_tokens=cache_read,
+    )
+
+
+def _translate(error: Exception) -> ProviderError:
+    if isinstance(error, ClientError):  # includes EventStreamError, raised mid-stream
+        details = error.response.get("Error", {})
+        raw_code = str(details.get("Code", ""))
+        code = raw_code[:1].upper() + raw_code[1:]
+        metadata = error.response.get("ResponseMetadata", {})
+        status = int(metadata.get("HTTPStatusCode") or 0)
+        described = f"Bedrock {status or 'stream'} {code}: {details.get('Message', '')}"
+        if code in _RATE_LIMITED_CODES or (status == 429 and code not in _TRANSIENT_CODES):
+            return RateLimited(described, retry_after=_retry_after(metadata.get("HTTPHeaders", {})))
+        if code in _TRANSIENT_CODES or status >= 500 or status == 408:
+            return TransientError(described)
+        # ValidationException, AccessDeniedException, ResourceNotFoundException, ModelErrorException, ...
+        return PermanentError(described)
+    if isinstance(error, EventStreamParserError):  # a frame with a bad length or checksum
+        return TransientError(f"Bedrock sent an unreadable event stream: {type(error).__name__}: {error}")
+    if isinstance(error, _NETWORK_ERRORS):
+        return TransientError(f"Bedrock could not be reached or timed out: {type(error).__name__}: {error}")
+    # Other BotoCoreErrors: no credentials, bad parameters: configuration, not the network.
+    return PermanentError(f"Bedrock request could not be made: {type(error).__name__}: {error}")
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    try:
+        seconds = float(headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

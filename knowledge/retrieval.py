@@ -1,11 +1,12 @@
-"""Hybrid retrieval: pgvector nearest neighbours + PostgreSQL full text, fused by RRF.
+"""Hybrid retrieval: pgvector nearest neighbours + PostgreSQL full text, score fusion.
 
 Both searches only see live chunks (enabled documents, their swapped-in version) of
 one knowledge base and its serving embedding model. The vector search uses the
 model's partial HNSW index with iterative scans, so filtering never returns fewer
 than k rows while more exist. Keyword search runs on folded text (no case, no
 diacritics) with the `simple` configuration: "gio mo cua" finds "giờ mở cửa", and
-no English stemmer touches Vietnamese.
+no English stemmer touches Vietnamese. The two candidate lists are merged by a
+weighted sum of their min-max normalised scores (see `combine`).
 """
 
 import time
@@ -18,9 +19,28 @@ from knowledge.embedding.registry import EMBEDDING_DIMENSIONS
 from knowledge.models import KnowledgeBase
 from knowledge.textnorm import query_terms
 
-RRF_K = 60
+# Candidates from each search; also the list min-max normalisation runs over, so it
+# does not grow with top_k (scores would shift with the caller's top_k otherwise).
 CANDIDATES = 40
 EF_SEARCH = 100
+# Share of the vector similarity in the combined score; the rest is keyword evidence,
+# weaker because ts_rank has no inverse document frequency. On XQuAD, both languages,
+# 0.6 and 0.7 beat dense search alone on every metric (docs/benchmarks.md).
+VECTOR_WEIGHT = 0.7
+# Cosine similarities within 0.1 of each other are no confident order: min-max over a
+# flat list (a query typed without diacritics scores about the same against every
+# chunk) would stretch a 0.02 gap to the whole 0..1 scale and drown the keyword
+# evidence. 0.1 is about the typical spread of the top 40 on XQuAD.
+VECTOR_MIN_SPAN = 0.1
+# Keyword search matches on the rarest query words only, while their matches add up
+# to about this many rows, and ranks by all of them. Ranking reads every matched row,
+# so an OR of common words ("the", "cua") ranked most of a 100K-chunk table (120 ms);
+# the rare words carry the keyword evidence anyway, as inverse document frequency
+# would say. Small tables match on every word.
+KEYWORD_MATCH_ROWS = 1000
+COMMON_TERMS_TTL_SECONDS = 300.0
+
+_common_terms: tuple[float, dict[str, float]] = (-COMMON_TERMS_TTL_SECONDS, {})
 
 
 @dataclass(frozen=True)
@@ -31,9 +51,9 @@ class Hit:
     heading_path: list[str]
     text: str
     position: int
-    fused_score: float
+    fused_score: float  # the combined score, 0..1
     vector_score: float | None  # cosine similarity, when found by the vector search
-    keyword_score: float | None  # ts_rank_cd, when found by the keyword search
+    keyword_score: float | None  # ts_rank, when found by the keyword search
     vector_rank: int | None
     keyword_rank: int | None
 
@@ -64,7 +84,7 @@ def retrieve(
         query_vector = get_embedder(model).embed_query(query).vectors[0]
         timings["embed"] = _ms(started)
 
-    candidates = max(CANDIDATES, top_k * 3)
+    candidates = max(CANDIDATES, top_k)
     with transaction.atomic(), connection.cursor() as cursor:
         started = time.perf_counter()
         vector_rows = _vector_search(cursor, knowledge_base.pk, model, query_vector, candidates)
@@ -74,9 +94,7 @@ def retrieve(
         timings["keyword"] = _ms(started)
 
     started = time.perf_counter()
-    fused = fuse(
-        [chunk_id for chunk_id, _ in vector_rows], [chunk_id for chunk_id, _ in keyword_rows], top_k=top_k
-    )
+    fused = combine(vector_rows, keyword_rows, top_k=top_k)
     details = _chunk_details([chunk_id for chunk_id, _ in fused])
     vector_scores = {chunk_id: (rank, score) for rank, (chunk_id, score) in enumerate(vector_rows, 1)}
     keyword_scores = {chunk_id: (rank, score) for rank, (chunk_id, score) in enumerate(keyword_rows, 1)}
@@ -112,13 +130,36 @@ def retrieve(
     )
 
 
-def fuse(*rankings: list[int], top_k: int, k: int = RRF_K) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: sum of 1 / (k + rank) over the rankings an item is in."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+def combine(
+    vector_rows: list[tuple[int, float]],
+    keyword_rows: list[tuple[int, float]],
+    *,
+    top_k: int,
+    vector_weight: float = VECTOR_WEIGHT,
+) -> list[tuple[int, float]]:
+    """Convex combination of min-max normalised scores; an item missing from a list scores 0 there.
+
+    Not reciprocal rank fusion: ranks throw the score gaps away, so a chunk the vector
+    search puts first by a wide margin lost to one both searches put eighth, and RRF
+    fell below dense search alone on XQuAD (Bruch et al. 2023, "An Analysis of Fusion
+    Functions for Hybrid Retrieval", find the same).
+    """
+    vector = _min_max(vector_rows, min_span=VECTOR_MIN_SPAN)
+    keyword = _min_max(keyword_rows)
+    scores = {
+        item: vector_weight * vector.get(item, 0.0) + (1 - vector_weight) * keyword.get(item, 0.0)
+        for item in vector.keys() | keyword.keys()
+    }
     return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:top_k]
+
+
+def _min_max(rows: list[tuple[int, float]], *, min_span: float = 0.0) -> dict[int, float]:
+    if not rows:
+        return {}
+    high = max(score for _, score in rows)
+    low = min(score for _, score in rows)
+    span = max(high - low, min_span)
+    return {item: (score - low) / span if span else 1.0 for item, score in rows}
 
 
 def _vector_search(cursor, knowledge_base_id: int, model: str, vector: list[float], limit: int):
@@ -144,21 +185,71 @@ def _keyword_search(cursor, knowledge_base_id: int, model: str, query: str, limi
     terms = query_terms(query)
     if not terms:
         return []
-    # Any term may match (OR); ts_rank_cd rewards chunks where several terms occur
-    # close together. Terms are folded words (\w+), so the tsquery cannot be broken.
-    tsquery = " | ".join(terms)
+    # Any term may match (OR). ts_rank counts the query words a chunk holds, divided by
+    # 1 + log(length) (normalisation 1). Not ts_rank_cd: its cover density rewards any
+    # two query words side by side, so chunks with frequent words next to each other
+    # outranked the one holding the rare word asked about (XQuAD keyword recall@1 fell
+    # from 0.83-0.88 to 0.32-0.49). Terms are folded words (\w+): the tsquery cannot break.
     cursor.execute(
         """
-        SELECT id, ts_rank_cd(search_vector, query, 1) AS rank
-        FROM knowledge_chunk, to_tsquery('simple', %(tsquery)s) AS query
-        WHERE search_vector @@ query AND is_live
+        SELECT id, ts_rank(search_vector, ranked, 1) AS rank
+        FROM knowledge_chunk, to_tsquery('simple', %(matched)s) AS matched,
+             to_tsquery('simple', %(ranked)s) AS ranked
+        WHERE search_vector @@ matched AND is_live
           AND knowledge_base_id = %(kb)s AND embedding_model = %(model)s
         ORDER BY rank DESC, id
         LIMIT %(limit)s
         """,
-        {"tsquery": tsquery, "kb": knowledge_base_id, "model": model, "limit": limit},
+        {
+            "matched": " | ".join(_rarest_terms(cursor, terms)),
+            "ranked": " | ".join(terms),
+            "kb": knowledge_base_id,
+            "model": model,
+            "limit": limit,
+        },
     )
     return cursor.fetchall()
+
+
+def _rarest_terms(cursor, terms: list[str]) -> list[str]:
+    """The rarest terms whose matches add up to about KEYWORD_MATCH_ROWS rows; at least one."""
+    common = _common_term_rows(cursor)
+    chosen: list[str] = []
+    total = 0.0
+    for term in sorted(terms, key=lambda term: common.get(term, 0.0)):
+        total += common.get(term, 0.0)
+        if chosen and total > KEYWORD_MATCH_ROWS:
+            break
+        chosen.append(term)
+    return chosen
+
+
+def _common_term_rows(cursor) -> dict[str, float]:
+    """Estimated rows holding each of the table's most common terms, re-read every few minutes.
+
+    PostgreSQL's own statistics of search_vector: the most common lexemes and their
+    frequencies, which ANALYZE (autovacuum) keeps for the planner's row estimates. A
+    term not listed is rarer than every listed one and counts as 0 rows. Reading them
+    costs about a millisecond, so they are cached; they only change on ANALYZE anyway.
+    """
+    global _common_terms
+    fetched_at, rows = _common_terms
+    if time.monotonic() - fetched_at < COMMON_TERMS_TTL_SECONDS:
+        return rows
+    cursor.execute(
+        """
+        SELECT common.term, common.frequency * greatest(class.reltuples, 0)
+        FROM pg_stats AS stats
+        JOIN pg_class AS class ON class.oid = 'knowledge_chunk'::regclass
+        CROSS JOIN LATERAL unnest(stats.most_common_elems::text::text[], stats.most_common_elem_freqs)
+            AS common(term, frequency)
+        WHERE stats.schemaname = current_schema() AND stats.tablename = 'knowledge_chunk'
+          AND stats.attname = 'search_vector' AND common.term IS NOT NULL
+        """
+    )
+    rows = dict(cursor.fetchall())
+    _common_terms = (time.monotonic(), rows)
+    return rows
 
 
 def _chunk_details(chunk_ids: list[int]) -> dict[int, tuple]:

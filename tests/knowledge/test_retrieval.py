@@ -2,7 +2,7 @@ import pytest
 from django.db import connection
 
 from knowledge.models import Chunk
-from knowledge.retrieval import fuse, retrieve
+from knowledge.retrieval import combine, retrieve
 from tests.knowledge.helpers import ingest, make_knowledge_base, paste
 
 pytestmark = pytest.mark.django_db
@@ -89,8 +89,20 @@ def test_disabled_documents_are_not_returned(shop):
     assert "Hours" not in titles
 
 
-def test_reciprocal_rank_fusion_rewards_items_both_searches_agree_on():
-    fused = fuse([1, 2, 3], [3, 4, 1], top_k=4)
+def test_the_combination_rewards_items_both_searches_agree_on():
+    vector = [(1, 0.90), (2, 0.85), (3, 0.84)]
+    keyword = [(3, 0.5), (4, 0.4), (1, 0.1)]
 
-    assert [item for item, _ in fused][:2] == [1, 3]
-    assert len(fused) == 4
+    ranked = [item for item, _ in combine(vector, keyword, top_k=4)]
+
+    assert ranked[0] == 1
+    assert ranked.index(3) < ranked.index(2)
+    assert set(ranked) == {1, 2, 3, 4}
+
+
+def test_a_flat_vector_list_does_not_drown_a_clear_keyword_match():
+    # A query typed without diacritics scores about the same against every chunk.
+    vector = [(1, 0.807), (2, 0.800), (3, 0.795)]
+    keyword = [(3, 0.46), (2, 0.05), (1, 0.02)]
+
+    assert combine(vector, keyword, top_k=3)[0][0] == 3

@@ -2,6 +2,7 @@
 
 import os
 import platform
+import signal
 import sys
 from pathlib import Path
 
@@ -10,6 +11,9 @@ EVAL = ROOT.parent / "shared" / "eval"
 
 
 def setup_django() -> None:
+    # SIGTERM (`timeout`, a closed terminal) exits through the scripts' finally blocks,
+    # so the benchmark's data is deleted even then.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django

@@ -12,7 +12,9 @@ a worker of another process cannot claim the benchmark's documents first.
 
 import json
 import logging
+import signal
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -94,6 +96,8 @@ class Command(BaseCommand):
         if not questions or not paragraphs:
             raise CommandError("No questions or paragraphs found.")
 
+        # SIGTERM exits through the finally below, so the knowledge base is deleted even then.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         knowledge_base = KnowledgeBase.objects.create(
             name=f"bench-retrieval-{int(time.time() * 1000)}", embedding_model=options["model"]
         )

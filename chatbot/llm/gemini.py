@@ -10,7 +10,6 @@ would ignore RetryInfo anyway. Errors map exactly like the embedding provider's.
 
 import json
 import re
-import threading
 import time
 from collections.abc import Generator, Iterator
 
@@ -32,7 +31,8 @@ from chatbot.llm.base import (
 )
 
 # Shared on purpose with the embedding provider: same SDK, same error semantics.
-from knowledge.embedding.gemini import TRANSPORT_ERRORS
+from knowledge.embedding.gemini import TRANSPORT_ERRORS, client_for
+from knowledge.embedding.gemini import reset_clients as reset_embedding_clients
 from knowledge.embedding.gemini import translate_error as _translate_api_error
 
 # v1beta: the more complete surface (systemInstruction, thinkingConfig); the 3.x SDK defaults to v1.
@@ -57,42 +57,19 @@ _FINISH = {"STOP": FINISH_STOP, "MAX_TOKENS": FINISH_MAX_TOKENS}
 # are ValueErrors) and its HTTP library's timeouts and connection failures.
 _SDK_ERRORS: tuple[type[Exception], ...] = (errors.APIError, ValueError, *TRANSPORT_ERRORS)
 
-_clients: dict[tuple[str, str | None], genai.Client] = {}
-_clients_lock = threading.Lock()
-
 
 def _client() -> genai.Client:
     api_key = settings.GEMINI_API_KEY
     if not api_key:
         raise PermanentError("GEMINI_API_KEY is not set")
-    key = (api_key, settings.GEMINI_BASE_URL or None)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            try:
-                client = genai.Client(
-                    vertexai=False,  # GOOGLE_GENAI_USE_VERTEXAI in the environment must not switch URLs
-                    api_key=api_key,
-                    http_options=types.HttpOptions(
-                        base_url=key[1],
-                        api_version=API_VERSION,
-                        timeout=CLIENT_TIMEOUT_MS,
-                        retry_options=None,
-                    ),
-                )
-            except ValueError as error:
-                raise PermanentError(f"Gemini client configuration is invalid: {error}") from error
-            _clients[key] = client
-    return client
+    return client_for(
+        api_key=api_key, base_url=settings.GEMINI_BASE_URL or None, timeout_ms=CLIENT_TIMEOUT_MS
+    )
 
 
 def reset_clients() -> None:
     """Close and forget every cached client (tests, or after settings change)."""
-    with _clients_lock:
-        clients = list(_clients.values())
-        _clients.clear()
-    for client in clients:
-        client.close()
+    reset_embedding_clients()
 
 
 _GENERATION = re.compile(r"^(?:models/)?gemini-(\d+)(?:\.(\d+))?")

@@ -40,7 +40,8 @@ _clients: dict[tuple[str, str | None, int], genai.Client] = {}
 _clients_lock = threading.Lock()
 
 
-def _client(*, api_key: str, base_url: str | None, timeout_ms: int) -> genai.Client:
+def client_for(*, api_key: str, base_url: str | None, timeout_ms: int) -> genai.Client:
+    """One client per (key, endpoint, timeout) per process, shared by embeddings and chat."""
     key = (api_key, base_url, timeout_ms)
     with _clients_lock:
         client = _clients.get(key)
@@ -93,7 +94,7 @@ class GeminiEmbedder:
         api_key = settings.GEMINI_API_KEY
         if not api_key:
             raise PermanentError("GEMINI_API_KEY is not set")
-        client = _client(
+        client = client_for(
             api_key=api_key, base_url=settings.GEMINI_BASE_URL, timeout_ms=int(self.timeout_seconds * 1000)
         )
         config = types.EmbedContentConfig(task_type=task_type, output_dimensionality=self.dimensions)

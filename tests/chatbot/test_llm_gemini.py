@@ -97,7 +97,7 @@ def test_gemini_sets_the_request_timeout_in_milliseconds_and_shares_one_client(g
 
     timeouts = [request.headers["x-server-timeout"] for request in gemini_server.chat_requests()]
     assert timeouts == ["8", "3", "20"]  # the SDK sends ceil(seconds) of the per-request timeout
-    assert len(chat_gemini._clients) == 1
+    assert chat_gemini._client() is chat_gemini._client()
 
 
 def test_gemini_default_thinking_reports_thought_tokens_apart_from_the_answer(gemini, gemini_server):

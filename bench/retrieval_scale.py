@@ -70,6 +70,10 @@ def main() -> None:
     rows_text, rows_vectors = corpus(texts, vectors, options.rows)
     picked = np.random.default_rng(1).permutation(len(queries))[: options.queries]
 
+    running = KnowledgeBase.objects.filter(name__startswith="bench-scale-").first()
+    if running:
+        # Two runs would time each other and their index rebuilds can deadlock.
+        raise SystemExit(f"{running.name} exists: another run is going on (or crashed); one at a time")
     knowledge_base = KnowledgeBase.objects.create(
         name=f"bench-scale-{int(time.time() * 1000)}", embedding_model=MODEL
     )
@@ -302,9 +306,13 @@ def measure(
 def cleanup(admin: psycopg.Connection, knowledge_base: KnowledgeBase) -> None:
     started = time.perf_counter()
     knowledge_base.delete()
-    # Rebuilt without the deleted rows the index is small again; vacuuming 100K dead
-    # entries out of an HNSW graph would take longer.
-    admin.execute(f"REINDEX INDEX CONCURRENTLY {INDEX}")
+    # A REINDEX CONCURRENTLY that failed (interrupted, deadlocked) leaves an invalid
+    # copy that every write would still maintain.
+    admin.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}_ccnew")
+    # Rebuilt without the deleted rows the index is small again, in milliseconds, so a
+    # plain REINDEX (brief lock, all or nothing); vacuuming 100K dead entries out of
+    # an HNSW graph would take far longer.
+    admin.execute(f"REINDEX INDEX {INDEX}")
     print(f"cleaned up in {time.perf_counter() - started:.1f} s")
 
 

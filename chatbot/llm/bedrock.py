@@ -11,14 +11,11 @@ unless asked through model-specific fields, which we never send.
 
 import math
 import os
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import boto3
 import botocore.session
-from botocore.config import Config
 from botocore.eventstream import ParserError as EventStreamParserError
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -39,6 +36,8 @@ from chatbot.llm.base import (
     TransientError,
     Usage,
 )
+from knowledge.embedding.bedrock import client_for
+from knowledge.embedding.bedrock import reset_clients as reset_embedding_clients
 
 MAX_CONNECT_TIMEOUT_SECONDS = 5.0
 
@@ -60,40 +59,20 @@ _BLOCKED = {"guardrail_intervened", "content_filtered"}
 # A stream cut by the network surfaces from urllib3 (botocore does not wrap event streams).
 _NETWORK_ERRORS = (BotoConnectionError, HTTPClientError, IncompleteReadError, Urllib3HTTPError, OSError)
 
-_clients: dict[tuple[str, str | None, float, float], Any] = {}
-_clients_lock = threading.Lock()
-
 
 def _client(*, timeout_seconds: float) -> Any:
-    read_timeout = float(max(1, math.ceil(timeout_seconds)))
-    connect_timeout = min(MAX_CONNECT_TIMEOUT_SECONDS, read_timeout)
-    key = (settings.AWS_REGION, settings.BEDROCK_ENDPOINT_URL or None, connect_timeout, read_timeout)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            config = Config(
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,  # for streams: the longest wait between two chunks
-                retries={"total_max_attempts": 1},
-            )
-            try:
-                # Its own session: creating clients from boto3's shared default session is not thread-safe.
-                client = boto3.session.Session().client(
-                    "bedrock-runtime", region_name=key[0], endpoint_url=key[1], config=config
-                )
-            except BotoCoreError as error:
-                raise PermanentError(f"Bedrock client configuration is invalid: {error}") from error
-            _clients[key] = client
-    return client
+    read_timeout = float(max(1, math.ceil(timeout_seconds)))  # for streams: the longest wait between chunks
+    return client_for(
+        region=settings.AWS_REGION,
+        endpoint_url=settings.BEDROCK_ENDPOINT_URL or None,
+        connect_timeout=min(MAX_CONNECT_TIMEOUT_SECONDS, read_timeout),
+        read_timeout=read_timeout,
+    )
 
 
 def reset_clients() -> None:
     """Close and forget every cached client (tests, or after settings or credentials change)."""
-    with _clients_lock:
-        clients = list(_clients.values())
-        _clients.clear()
-    for client in clients:
-        client.close()
+    reset_embedding_clients()
 
 
 def is_configured() -> bool:

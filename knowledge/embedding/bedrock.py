@@ -40,7 +40,8 @@ _clients: dict[tuple[str, str | None, float, float], Any] = {}
 _clients_lock = threading.Lock()
 
 
-def _client(*, region: str, endpoint_url: str | None, connect_timeout: float, read_timeout: float) -> Any:
+def client_for(*, region: str, endpoint_url: str | None, connect_timeout: float, read_timeout: float) -> Any:
+    """One bedrock-runtime client per settings combination per process, shared by embeddings and chat."""
     key = (region, endpoint_url, connect_timeout, read_timeout)
     with _clients_lock:
         client = _clients.get(key)
@@ -96,7 +97,7 @@ class TitanEmbedder:
     def _embed(self, texts: list[str]) -> EmbeddingBatch:
         if not texts:
             return EmbeddingBatch(vectors=[], input_tokens=0, model=self.model)
-        client = _client(
+        client = client_for(
             region=settings.AWS_REGION,
             endpoint_url=settings.BEDROCK_ENDPOINT_URL,
             connect_timeout=self.connect_timeout_seconds,

@@ -261,7 +261,8 @@ def test_bedrock_reuses_one_client_per_whole_second_timeout(bedrock, bedrock_ser
     bedrock.generate(ask(timeout_seconds=4.9))
     list(bedrock.stream(ask(timeout_seconds=5)))
 
-    assert len(chat_bedrock._clients) == 1
+    assert chat_bedrock._client(timeout_seconds=4.2) is chat_bedrock._client(timeout_seconds=5)
+    assert chat_bedrock._client(timeout_seconds=6) is not chat_bedrock._client(timeout_seconds=5)
 
 
 # Configuration

@@ -1,4 +1,50 @@
+"""Writes to the usage ledger, costed from the price list."""
+
+import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.utils import timezone
+
 from billing.models import UsageEvent
+from billing.selectors import price_for
+
+MILLION = Decimal(1_000_000)
+COST_PLACES = Decimal("0.00000001")  # the ledger's precision (UsageEvent.cost)
+
+
+def cost_round(value: Decimal) -> Decimal:
+    """The one place money is rounded: half up, to the ledger's 8 decimal places."""
+    return value.quantize(COST_PLACES, rounding=ROUND_HALF_UP)
+
+
+def cost_of(
+    *,
+    provider: str,
+    model: str,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cached_tokens: int = 0,
+    thinking_tokens: int = 0,
+    on: datetime.date | None = None,
+) -> Decimal | None:
+    """USD for one call, or None when the price list has no price for the model that day.
+
+    `input_tokens` includes `cached_tokens` (vendors report it so); cached tokens are
+    billed at the cache rate when one is listed. Thinking is billed as output.
+    """
+    price = price_for(provider=provider, model=model, on=on or timezone.localdate())
+    if price is None:
+        return None
+    cached = min(cached_tokens, input_tokens)
+    cached_rate = (
+        price.input_per_million if price.cached_input_per_million is None else price.cached_input_per_million
+    )
+    total = (
+        (input_tokens - cached) * price.input_per_million
+        + cached * cached_rate
+        + (output_tokens + thinking_tokens) * price.output_per_million
+    ) / MILLION
+    return cost_round(total)
 
 
 def usage_record(
@@ -10,12 +56,27 @@ def usage_record(
     input_tokens: int = 0,
     output_tokens: int = 0,
     cached_tokens: int = 0,
+    thinking_tokens: int = 0,
     latency_ms: int = 0,
+    cache_hit: bool = False,
+    channel: str = "",
+    bot_id: int | None = None,
+    contact_id: int | None = None,
+    conversation_id: int | None = None,
+    message_id: int | None = None,
     knowledge_base_id: int | None = None,
     document_id: int | None = None,
-) -> bool:
-    """Append one usage row; returns False when the key was already recorded."""
-    _, created = UsageEvent.objects.get_or_create(
+) -> UsageEvent:
+    """Append one costed usage row; recording the same key again returns the first row unchanged."""
+    cost = cost_of(
+        provider=provider,
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached_tokens,
+        thinking_tokens=thinking_tokens,
+    )
+    event, _ = UsageEvent.objects.get_or_create(
         idempotency_key=idempotency_key,
         defaults={
             "kind": kind,
@@ -24,9 +85,18 @@ def usage_record(
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "cached_tokens": cached_tokens,
+            "thinking_tokens": thinking_tokens,
+            "cost": cost if cost is not None else Decimal(0),
+            "priced": cost is not None,
             "latency_ms": latency_ms,
+            "cache_hit": cache_hit,
+            "channel": channel,
+            "bot_id": bot_id,
+            "contact_id": contact_id,
+            "conversation_id": conversation_id,
+            "message_id": message_id,
             "knowledge_base_id": knowledge_base_id,
             "document_id": document_id,
         },
     )
-    return created
+    return event

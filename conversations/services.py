@@ -1,0 +1,162 @@
+"""Writes: contacts, conversations and messages.
+
+Every inbound message is stored before anything else is done with it
+(`message_receive`), so a crash afterwards loses nothing.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from conversations.models import Contact, Conversation, Message
+
+MAX_MESSAGE_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Received:
+    conversation: Conversation
+    message: Message
+    created: bool  # False when the channel redelivered a message already stored
+
+
+def contact_get_or_create(
+    *, channel: str, external_id: str, display_name: str = "", language: str = ""
+) -> Contact:
+    now = timezone.now()
+    contact, created = Contact.objects.get_or_create(
+        channel=channel,
+        external_id=external_id,
+        defaults={"display_name": display_name, "language": language, "last_seen_at": now},
+    )
+    if not created:
+        changes = {"last_seen_at": now}
+        if display_name and display_name != contact.display_name:
+            changes["display_name"] = display_name
+        if language and language != contact.language:
+            changes["language"] = language
+        Contact.objects.filter(pk=contact.pk).update(**changes)
+        for field, value in changes.items():
+            setattr(contact, field, value)
+    return contact
+
+
+def conversation_open_for(*, contact: Contact, bot_id: int, channel: str) -> Conversation:
+    """The contact's open conversation with the bot, or a new one."""
+    with transaction.atomic():
+        # Lock the contact so two first messages at once start one conversation, not two.
+        Contact.objects.select_for_update().filter(pk=contact.pk).first()
+        conversation = (
+            Conversation.objects.filter(contact=contact, bot_id=bot_id, status__in=Conversation.OPEN)
+            .order_by("-pk")
+            .first()
+        )
+        if conversation is None:
+            conversation = Conversation.objects.create(contact=contact, bot_id=bot_id, channel=channel)
+    return conversation
+
+
+def message_receive(
+    *,
+    channel: str,
+    bot_id: int,
+    external_user_id: str,
+    text: str,
+    external_message_id: str = "",
+    display_name: str = "",
+    language: str = "",
+) -> Received:
+    """Store one inbound customer message; a redelivered one (same external id) is returned as it was."""
+    contact = contact_get_or_create(
+        channel=channel, external_id=external_user_id, display_name=display_name, language=language
+    )
+    conversation = conversation_open_for(contact=contact, bot_id=bot_id, channel=channel)
+    if external_message_id:
+        existing = Message.objects.filter(conversation=conversation, external_id=external_message_id).first()
+        if existing is not None:
+            return Received(conversation, existing, created=False)
+    try:
+        with transaction.atomic():
+            message = _append(
+                conversation,
+                role=Message.Role.USER,
+                text=text,
+                language=language,
+                external_id=external_message_id,
+            )
+    except IntegrityError:  # the same redelivery raced us
+        existing = Message.objects.get(conversation=conversation, external_id=external_message_id)
+        return Received(conversation, existing, created=False)
+    return Received(conversation, message, created=True)
+
+
+def message_add_reply(
+    *,
+    conversation: Conversation,
+    in_reply_to: Message | None,
+    text: str,
+    role: str = Message.Role.ASSISTANT,
+    language: str = "",
+    outcome: str = "",
+    citations: list | None = None,
+    provider: str = "",
+    model: str = "",
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cached_tokens: int = 0,
+    cost: Decimal = Decimal(0),
+    latency_ms: int = 0,
+    cache_hit: bool = False,
+    details: dict | None = None,
+    author=None,
+) -> Message:
+    return _append(
+        conversation,
+        role=role,
+        text=text,
+        language=language,
+        in_reply_to=in_reply_to,
+        outcome=outcome,
+        citations=citations or [],
+        provider=provider,
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached_tokens,
+        cost=cost,
+        latency_ms=latency_ms,
+        cache_hit=cache_hit,
+        details=details or {},
+        author=author,
+    )
+
+
+def conversation_request_handoff(*, conversation: Conversation) -> Conversation:
+    """The customer asked for a person: wait for one (no-op if a person is already on it)."""
+    Conversation.objects.filter(pk=conversation.pk, status=Conversation.Status.BOT).update(
+        status=Conversation.Status.WAITING_FOR_HUMAN, handoff_requested_at=timezone.now()
+    )
+    conversation.refresh_from_db()
+    return conversation
+
+
+def message_set_feedback(*, message: Message, feedback: str, comment: str = "") -> Message:
+    if message.role != Message.Role.ASSISTANT:
+        raise ValueError("only the bot's answers take feedback")
+    if feedback not in Message.Feedback.values:
+        raise ValueError(f"feedback must be one of {', '.join(Message.Feedback.values)}")
+    message.feedback = feedback
+    message.feedback_comment = comment[:2000]
+    message.save(update_fields=["feedback", "feedback_comment"])
+    return message
+
+
+def _append(conversation: Conversation, **fields) -> Message:
+    message = Message.objects.create(conversation=conversation, **fields)
+    Conversation.objects.filter(pk=conversation.pk).update(
+        message_count=F("message_count") + 1, last_message_at=message.created_at
+    )
+    return message

@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from pgvector.django import VectorField
 
+from knowledge.embedding.registry import EMBEDDING_MODELS
 from knowledge.models import KnowledgeBase
 
 LANGUAGES = ("vi", "en")
@@ -95,9 +96,11 @@ class Bot(models.Model):
         default=6, validators=[MinValueValidator(1), MaxValueValidator(20)]
     )
     min_relevance = models.FloatField(
-        default=0.80,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Cosine similarity the best passage needs; below it the bot says it does not know.",
+        help_text="Similarity the best passage needs, or the bot says it does not know without asking "
+        "a model. Empty: the embedding model's default.",
     )
 
     # Answer cache.
@@ -139,6 +142,11 @@ class Bot(models.Model):
         """The bot's canned text `what` ("greeting", "dont_know", "handoff") in `language`."""
         language = language if language in LANGUAGES else self.default_language
         return getattr(self, f"{what}_{language}") or getattr(self, f"{what}_{self.default_language}")
+
+    def relevance_floor(self) -> float:
+        if self.min_relevance is not None:
+            return self.min_relevance
+        return EMBEDDING_MODELS[self.knowledge_base.embedding_model].relevance_floor
 
     def strong_keyword_list(self) -> list[str]:
         return [word.strip().lower() for word in self.strong_keywords.split(",") if word.strip()]

@@ -14,7 +14,7 @@ from django.utils.module_loading import import_string
 from config.roles import MANAGERS, SUPPORT_STAFF, sync_roles
 
 # Each app's demo content, in ladder order.
-DEMO_SEEDERS: list[str] = ["knowledge.demo.seed_demo_knowledge_base"]
+DEMO_SEEDERS: list[str] = ["knowledge.demo.seed_demo_knowledge_base", "chatbot.demo.seed_demo_bot"]
 
 
 @dataclass(frozen=True)

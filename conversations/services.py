@@ -7,8 +7,10 @@ Every inbound message is stored before anything else is done with it
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from conversations.models import Contact, Conversation, Message
@@ -73,11 +75,22 @@ def message_receive(
     contact = contact_get_or_create(
         channel=channel, external_id=external_user_id, display_name=display_name, language=language
     )
-    conversation = conversation_open_for(contact=contact, bot_id=bot_id, channel=channel)
     if external_message_id:
-        existing = Message.objects.filter(conversation=conversation, external_id=external_message_id).first()
+        # Look across the contact's conversations with this bot, not only the open one:
+        # a redelivery that arrives after the conversation was closed must not open a
+        # new conversation and be answered a second time.
+        existing = (
+            Message.objects.filter(
+                conversation__contact=contact,
+                conversation__bot_id=bot_id,
+                external_id=external_message_id,
+            )
+            .select_related("conversation")
+            .first()
+        )
         if existing is not None:
-            return Received(conversation, existing, created=False)
+            return Received(existing.conversation, existing, created=False)
+    conversation = conversation_open_for(contact=contact, bot_id=bot_id, channel=channel)
     try:
         with transaction.atomic():
             message = _append(
@@ -87,7 +100,14 @@ def message_receive(
                 language=language,
                 external_id=external_message_id,
             )
-    except IntegrityError:  # the same redelivery raced us
+            if language and language != conversation.language:
+                Conversation.objects.filter(pk=conversation.pk).update(language=language)
+                conversation.language = language
+    except IntegrityError:
+        if not external_message_id:
+            raise
+        # The same redelivery raced us past the check above; the unique constraint
+        # made it wait for the winner's commit, so the winner's row is visible now.
         existing = Message.objects.get(conversation=conversation, external_id=external_message_id)
         return Received(conversation, existing, created=False)
     return Received(conversation, message, created=True)
@@ -101,7 +121,7 @@ def message_add_reply(
     role: str = Message.Role.ASSISTANT,
     language: str = "",
     outcome: str = "",
-    citations: list | None = None,
+    citations: list[dict] | None = None,
     provider: str = "",
     model: str = "",
     input_tokens: int = 0,
@@ -111,7 +131,7 @@ def message_add_reply(
     latency_ms: int = 0,
     cache_hit: bool = False,
     details: dict | None = None,
-    author=None,
+    author: AbstractBaseUser | None = None,
 ) -> Message:
     return _append(
         conversation,
@@ -156,7 +176,10 @@ def message_set_feedback(*, message: Message, feedback: str, comment: str = "") 
 
 def _append(conversation: Conversation, **fields) -> Message:
     message = Message.objects.create(conversation=conversation, **fields)
+    # Greatest: when two messages of one conversation commit out of order, the later
+    # timestamp must win, or the conversation list sorts a live chat as stale.
     Conversation.objects.filter(pk=conversation.pk).update(
-        message_count=F("message_count") + 1, last_message_at=message.created_at
+        message_count=F("message_count") + 1,
+        last_message_at=Greatest(F("last_message_at"), message.created_at),
     )
     return message

@@ -85,6 +85,33 @@ def is_configured() -> bool:
     """
     if settings.BEDROCK_ENDPOINT_URL or os.environ.get("AWS_BEARER_TOKEN_BEDROCK"):
         return True
+    # Resolving credentials takes ~35 ms (a botocore session, files read); the answer
+    # pipeline asks on every message, so the verdict is kept per environment for a while.
+    key = tuple(os.environ.get(name, "") for name in _CREDENTIAL_ENV)
+    now = time.monotonic()
+    cached = _credentials_found.get(key)
+    if cached is not None and now - cached[0] < CREDENTIALS_CHECK_SECONDS:
+        return cached[1]
+    found = _credentials_at_hand()
+    _credentials_found[key] = (now, found)
+    return found
+
+
+CREDENTIALS_CHECK_SECONDS = 60.0
+_CREDENTIAL_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
+_credentials_found: dict[tuple[str, ...], tuple[float, bool]] = {}
+
+
+def _credentials_at_hand() -> bool:
     session = botocore.session.Session()
     resolver = session.get_component("credential_provider")
     resolver.remove("iam-role")  # the instance metadata provider

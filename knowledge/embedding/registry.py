@@ -23,6 +23,9 @@ class EmbeddingModel:
     provider: str  # "local" | "gemini" | "bedrock"
     model: str  # vendor model id
     dimensions: int
+    # Cosine similarity below which a passage is unrelated to a question. Each model
+    # spreads similarities differently (e5 rarely scores unrelated text under 0.7).
+    relevance_floor: float
 
 
 EMBEDDING_MODELS: dict[str, EmbeddingModel] = {
@@ -34,6 +37,7 @@ EMBEDDING_MODELS: dict[str, EmbeddingModel] = {
             provider="local",
             model="multilingual-e5-small",
             dimensions=384,
+            relevance_floor=0.80,  # demo shop: related questions 0.81-0.92, unrelated 0.72-0.87
         ),
         EmbeddingModel(
             key="gemini-embedding-001-768",
@@ -41,6 +45,7 @@ EMBEDDING_MODELS: dict[str, EmbeddingModel] = {
             provider="gemini",
             model="gemini-embedding-001",
             dimensions=768,
+            relevance_floor=0.55,  # not calibrated here (no network); tune per bot
         ),
         EmbeddingModel(
             key="bedrock-titan-v2-512",
@@ -48,6 +53,7 @@ EMBEDDING_MODELS: dict[str, EmbeddingModel] = {
             provider="bedrock",
             model="amazon.titan-embed-text-v2:0",
             dimensions=512,
+            relevance_floor=0.30,  # not calibrated here (no network); tune per bot
         ),
     )
 }

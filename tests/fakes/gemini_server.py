@@ -478,7 +478,12 @@ class GeminiServer(FakeServer):
 # Chat replies, shared with the Bedrock fake.
 
 _WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
-_SOURCE_LINE = re.compile(r"^\s*\[(?P<number>\d+)\]\s*(?P<text>\S.*)$", re.MULTILINE)
+# A numbered source: "[1] text" on a line, or the product's <source number="1" ...> block.
+_SOURCE_LINE = re.compile(
+    r"^\s*\[(?P<number>\d+)\]\s*(?P<text>\S.*)$"
+    r"|<source number=\"(?P<tag_number>\d+)\"[^>]*>\s*(?P<tag_text>\S.*)$",
+    re.MULTILINE,
+)
 _SENTENCE = re.compile(r"^(.+?[.!?])(?:\s|$)")
 
 
@@ -523,9 +528,10 @@ def default_answer(prompt_texts: list[str], question: str) -> str:
     for text in prompt_texts:
         match = _SOURCE_LINE.search(text)
         if match:
-            line = match["text"].strip()
+            line = (match["text"] or match["tag_text"]).strip()
+            number = match["number"] or match["tag_number"]
             sentence = _SENTENCE.match(line)
-            return f"{(sentence.group(1) if sentence else line)[:200]} [{match['number']}]"
+            return f"{(sentence.group(1) if sentence else line)[:200]} [{number}]"
     return f"You asked: {question}"
 
 

@@ -1,4 +1,9 @@
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
 from django.db import models
+
+NOT_NEGATIVE = [MinValueValidator(Decimal(0))]
 
 
 class ModelPrice(models.Model):
@@ -8,19 +13,37 @@ class ModelPrice(models.Model):
     past ledger rows keep the price that applied when they were made.
     """
 
-    provider = models.CharField(max_length=30)
-    model = models.CharField(max_length=100)
-    effective_from = models.DateField()
-    input_per_million = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    provider = models.CharField(
+        max_length=30, help_text="As the ledger records it: gemini, bedrock, local or extractive."
+    )
+    model = models.CharField(
+        max_length=100, help_text="The vendor's model id, exactly as the ledger records it."
+    )
+    effective_from = models.DateField(
+        help_text="The day (in the server's time zone) this price starts to apply. A price change is a new "
+        "row with a later date, not an edit: rows already in the ledger keep the cost they were written with."
+    )
+    input_per_million = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        default=0,
+        validators=NOT_NEGATIVE,
+        help_text="USD per 1M input tokens.",
+    )
     output_per_million = models.DecimalField(
-        max_digits=12, decimal_places=6, default=0, help_text="Thinking tokens are billed at this rate too."
+        max_digits=12,
+        decimal_places=6,
+        default=0,
+        validators=NOT_NEGATIVE,
+        help_text="USD per 1M output tokens. Thinking tokens are billed at this rate too.",
     )
     cached_input_per_million = models.DecimalField(
         max_digits=12,
         decimal_places=6,
         null=True,
         blank=True,
-        help_text="Rate for prompt tokens read from the vendor's cache; empty means the input rate.",
+        validators=NOT_NEGATIVE,
+        help_text="USD per 1M prompt tokens read from the vendor's cache; empty means the input rate.",
     )
     note = models.CharField(max_length=300, blank=True, help_text="Where the price comes from.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -28,6 +51,8 @@ class ModelPrice(models.Model):
 
     class Meta:
         ordering = ["provider", "model", "-effective_from"]
+        verbose_name = "model price"
+        verbose_name_plural = "price list"
         constraints = [
             models.UniqueConstraint(
                 fields=["provider", "model", "effective_from"], name="price_unique_per_day"
@@ -75,6 +100,8 @@ class UsageEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "usage event"
+        verbose_name_plural = "usage ledger"
         indexes = [
             models.Index(fields=["kind", "model", "created_at"]),
             models.Index(fields=["bot_id", "created_at"]),

@@ -68,14 +68,22 @@ def usage_record(
     document_id: int | None = None,
 ) -> UsageEvent:
     """Append one costed usage row; recording the same key again returns the first row unchanged."""
-    cost = cost_of(
-        provider=provider,
-        model=model,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cached_tokens=cached_tokens,
-        thinking_tokens=thinking_tokens,
-    )
+    if input_tokens or output_tokens or cached_tokens or thinking_tokens:
+        cost = cost_of(
+            provider=provider,
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached_tokens,
+            thinking_tokens=thinking_tokens,
+        )
+    else:
+        # Nothing was sent to a model (an answer-cache hit): it costs nothing whatever
+        # the price list says, so it must not be flagged as an unpriced call.
+        cost = Decimal(0)
+    # Safe under a race: the insert runs in a savepoint, a loser's insert waits on the
+    # unique index until the winner commits, then get_or_create re-reads the winner's
+    # row (READ COMMITTED, PostgreSQL's default; REPEATABLE READ would not see it).
     event, _ = UsageEvent.objects.get_or_create(
         idempotency_key=idempotency_key,
         defaults={

@@ -79,6 +79,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "config",
     "conversations",
     "billing",
@@ -232,6 +234,7 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-documents": {"task": "knowledge.tasks.requeue_stuck_documents", "schedule": 120.0},
+    "purge-answer-cache": {"task": "chatbot.tasks.purge_answer_cache", "schedule": 15 * 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -240,6 +243,29 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "chatbot.api.errors.api_exception_handler",
+}
+# REST API (/api/v1/, docs/api.md): request body cap (checked from Content-Length before
+# reading) and fixed one-minute windows per API key and per client address; 0 turns a limit off.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
+API_RATE_LIMIT_PER_KEY_PER_MINUTE = env_int("API_RATE_LIMIT_PER_KEY_PER_MINUTE", 600, minimum=0)
+API_RATE_LIMIT_PER_IP_PER_MINUTE = env_int("API_RATE_LIMIT_PER_IP_PER_MINUTE", 1200, minimum=0)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Support Bot API",
+    "DESCRIPTION": (
+        "Send a customer's message to a bot and get its answer (blocking JSON or server-sent "
+        "events), read a conversation, rate an answer.\n\n"
+        "Authenticate with `Authorization: Bearer sk_bot_...`: the key decides the bot. "
+        'Every error is JSON: `{"error": {"code": "<stable_snake_case>", "message": "..."}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from drf-spectacular-sidecar's static files, so /api/docs/ needs no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 UNFOLD = {

@@ -1,3 +1,5 @@
+from collections.abc import Iterable
+
 from django.db.models import Count, Q
 
 from knowledge.models import Chunk, Document
@@ -33,3 +35,16 @@ def knowledge_overview() -> dict:
         .values("pk", "title", "error")[:5]
     )
     return counts
+
+
+def document_live_versions(*, document_ids: Iterable[int]) -> dict[int, int | None]:
+    """The version each document serves to retrieval now, by id.
+
+    None when it serves nothing: deleted, disabled, or never indexed. A document being
+    re-indexed still serves its previous version until the new one is swapped in.
+    """
+    ids = list(dict.fromkeys(document_ids))
+    live = dict(
+        Document.objects.filter(pk__in=ids, enabled=True, live_version__gt=0).values_list("pk", "live_version")
+    )
+    return {pk: live.get(pk) for pk in ids}

@@ -59,3 +59,16 @@ def celery_worker_process(django_db_setup, django_db_blocker):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(autouse=True)
+def _reseed_prices_after_a_flush(request, django_db_blocker):
+    """Tests that commit (transactional_db, live_server) end with a flush of every table, which
+    also empties the price list the migrations seeded; put it back for the tests after them."""
+    yield
+    if not {"transactional_db", "live_server"} & set(request.fixturenames):
+        return
+    from tests.billing.helpers import seed_prices
+
+    with django_db_blocker.unblock():
+        seed_prices()

@@ -286,3 +286,10 @@ def test_cached_answers_are_never_stored_for_a_dont_know(bot):
     ask(bot, "Who won the football world cup in 1998?")
 
     assert not AnswerCacheEntry.objects.exists()
+
+
+def test_a_bare_hello_gets_the_bots_greeting_in_the_customers_language(bot, gemini_server):
+    result = ask(bot, "Hello there")
+
+    assert result.reply.text == bot.greeting_en
+    assert gemini_server.chat_requests() == []

@@ -58,6 +58,8 @@ class Command(BaseCommand):
                 "--workers", str(web_workers),
                 "--worker-class", "gthread", "--threads", "8",
                 "--graceful-timeout", "10",
+                # Longer than a bot's answer budget (25 s) plus retrieval, so a slow answer is not killed.
+                "--timeout", "60",
                 "--access-logfile", "-",
             ],
             "worker": [

@@ -17,8 +17,9 @@ from chatbot.forms import LANGUAGE_NAMES, PROVIDER_NAMES, BotForm, TryBotForm
 from chatbot.llm.registry import PROVIDERS, available_providers
 from chatbot.models import AnswerCacheEntry, ApiKey, Bot
 from chatbot.pipeline import Inbound, InvalidMessage, answer
-from conversations.models import Channel, Contact, Conversation, Message
-from conversations.selectors import conversation_messages, conversation_totals
+from conversations.models import Channel, Message
+from conversations.selectors import conversation_messages, conversation_open_of, conversation_totals
+from conversations.services import conversations_close
 
 OUTCOME_COLOURS = {
     Message.Outcome.ANSWERED: "success",
@@ -165,7 +166,7 @@ class BotAdmin(ModelAdmin):
         bot = get_object_or_404(Bot.objects.select_related("knowledge_base"), pk=object_id)
         user_id = f"staff:{request.user.pk}"
         if request.method == "POST" and "start_over" in request.POST:
-            if _test_conversation_close(bot=bot, user_id=user_id):
+            if conversations_close(channel=Channel.ADMIN, external_user_id=user_id, bot_id=bot.pk):
                 messages.info(request, "Conversation closed; the next question starts a new one.")
             return redirect("admin:chatbot_bot_try_bot", bot.pk)
 
@@ -189,7 +190,7 @@ class BotAdmin(ModelAdmin):
                 turn = _turn(result.reply, result.outcome, result.trace, result.sources)
                 form = TryBotForm(bot=bot, initial={"language": form.cleaned_data["language"]})
 
-        conversation = _test_conversation(bot=bot, user_id=user_id)
+        conversation = conversation_open_of(channel=Channel.ADMIN, external_user_id=user_id, bot_id=bot.pk)
         transcript = (
             conversation_messages(conversation=conversation, last=TRANSCRIPT_MESSAGES) if conversation else []
         )
@@ -377,29 +378,6 @@ class AnswerCacheEntryAdmin(ModelAdmin):
 
 def _token_prefix(api_key: ApiKey) -> str:
     return f"{ApiKey.PREFIX}{api_key.lookup}_…"
-
-
-def _test_conversation(*, bot: Bot, user_id: str) -> Conversation | None:
-    """The staff member's open test conversation with the bot, the one `answer` continues."""
-    return (
-        Conversation.objects.filter(
-            contact__channel=Channel.ADMIN,
-            contact__external_id=user_id,
-            bot_id=bot.pk,
-            status__in=Conversation.OPEN,
-        )
-        .order_by("-pk")
-        .first()
-    )
-
-
-def _test_conversation_close(*, bot: Bot, user_id: str) -> int:
-    contact = Contact.objects.filter(channel=Channel.ADMIN, external_id=user_id).first()
-    if contact is None:
-        return 0
-    return Conversation.objects.filter(contact=contact, bot_id=bot.pk, status__in=Conversation.OPEN).update(
-        status=Conversation.Status.CLOSED, closed_at=timezone.now()
-    )
 
 
 def _providers_here() -> list[dict]:

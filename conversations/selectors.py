@@ -77,3 +77,17 @@ def conversation_totals(*, conversation: Conversation) -> ConversationTotals:
         cost=Sum("cost", default=Decimal(0)),
     )
     return ConversationTotals(**totals)
+
+
+def conversation_open_of(*, channel: str, external_user_id: str, bot_id: int) -> Conversation | None:
+    """The contact's open conversation with the bot, if any (read-only: nothing is created)."""
+    return (
+        Conversation.objects.filter(
+            contact__channel=channel,
+            contact__external_id=external_user_id,
+            bot_id=bot_id,
+            status__in=Conversation.OPEN,
+        )
+        .order_by("-pk")
+        .first()
+    )

@@ -183,3 +183,13 @@ def _append(conversation: Conversation, **fields) -> Message:
         last_message_at=Greatest(F("last_message_at"), message.created_at),
     )
     return message
+
+
+def conversations_close(*, channel: str, external_user_id: str, bot_id: int) -> int:
+    """Close the contact's open conversations with the bot; the next message starts a new one."""
+    return Conversation.objects.filter(
+        contact__channel=channel,
+        contact__external_id=external_user_id,
+        bot_id=bot_id,
+        status__in=Conversation.OPEN,
+    ).update(status=Conversation.Status.CLOSED, closed_at=timezone.now())

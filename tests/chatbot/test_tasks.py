@@ -20,7 +20,7 @@ def test_the_purge_task_removes_expired_cached_answers_and_keeps_fresh_ones():
     for question in ("Giờ mở cửa?", "Phí giao hàng?"):
         cache_store(
             bot=bot, language="vi", question=question, query_vector=vector, embedding_model="local-e5-small",
-            answer="...", citations=[], documents={}, knowledge_base_version=knowledge_base.version,
+            answer="...", citations=[], documents={1: 1}, knowledge_base_version=knowledge_base.version,
             provider="gemini", model="gemini-3.1-flash-lite", source_message_id=None,
         )  # fmt: skip
     AnswerCacheEntry.objects.filter(question="Giờ mở cửa?").update(

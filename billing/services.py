@@ -3,6 +3,7 @@
 import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.db import connection
 from django.utils import timezone
 
 from billing.models import UsageEvent
@@ -81,30 +82,40 @@ def usage_record(
         # Nothing was sent to a model (an answer-cache hit): it costs nothing whatever
         # the price list says, so it must not be flagged as an unpriced call.
         cost = Decimal(0)
-    # Safe under a race: the insert runs in a savepoint, a loser's insert waits on the
-    # unique index until the winner commits, then get_or_create re-reads the winner's
-    # row (READ COMMITTED, PostgreSQL's default; REPEATABLE READ would not see it).
-    event, _ = UsageEvent.objects.get_or_create(
-        idempotency_key=idempotency_key,
-        defaults={
-            "kind": kind,
-            "provider": provider,
-            "model": model,
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "cached_tokens": cached_tokens,
-            "thinking_tokens": thinking_tokens,
-            "cost": cost if cost is not None else Decimal(0),
-            "priced": cost is not None,
-            "latency_ms": latency_ms,
-            "cache_hit": cache_hit,
-            "channel": channel,
-            "bot_id": bot_id,
-            "contact_id": contact_id,
-            "conversation_id": conversation_id,
-            "message_id": message_id,
-            "knowledge_base_id": knowledge_base_id,
-            "document_id": document_id,
-        },
-    )
-    return event
+    fields = {
+        "idempotency_key": idempotency_key,
+        "kind": kind,
+        "provider": provider,
+        "model": model,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cached_tokens": cached_tokens,
+        "thinking_tokens": thinking_tokens,
+        "cost": cost if cost is not None else Decimal(0),
+        "priced": cost is not None,
+        "latency_ms": latency_ms,
+        "cache_hit": cache_hit,
+        "channel": channel,
+        "bot_id": bot_id,
+        "contact_id": contact_id,
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "knowledge_base_id": knowledge_base_id,
+        "document_id": document_id,
+        "created_at": timezone.now(),
+    }
+    # One round trip on the hot path (every answer writes a row or two). Safe under a
+    # race: a loser's insert waits on the unique index until the winner commits, then
+    # does nothing, and the read below sees the winner's row (READ COMMITTED).
+    columns = ", ".join(fields)
+    values = ", ".join(f"%({name})s" for name in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {UsageEvent._meta.db_table} ({columns}) VALUES ({values}) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            fields,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return UsageEvent.objects.get(idempotency_key=idempotency_key)
+    return UsageEvent.from_db("default", ["id", *fields], [row[0], *fields.values()])

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from billing.services import usage_record
+from billing.services import cost_of, usage_record
 from chatbot.answer_cache import CachedAnswer, cache_lookup, cache_store, is_cacheable_question
 from chatbot.language import asks_for_human, detect_language, is_greeting
 from chatbot.llm import (
@@ -184,6 +184,7 @@ class _Turn:
     language: str
     trace: dict = field(default_factory=dict)
     finished: Answer | None = None
+    embedding: dict | None = None  # the query embedding's usage, written with the reply
 
     def answer(self, clock: _Clock, *, stream: bool) -> Iterator[str | Answer]:
         bot, conversation = self.bot, self.conversation
@@ -458,18 +459,24 @@ class _Turn:
         yield answer_
 
     def record_embedding(self, model: str, input_tokens: int, clock: _Clock) -> None:
+        """Cost the query embedding now; its ledger row is written with the reply (one commit)."""
         embedder = get_embedder(self.bot.knowledge_base.embedding_model)
-        event = usage_record(
+        cost = cost_of(provider=embedder.provider, model=model, input_tokens=input_tokens)
+        self.embedding = {"provider": embedder.provider, "model": model, "input_tokens": input_tokens}
+        self.trace["embedding_cost"] = cost or Decimal(0)
+        clock.lap("ledger")
+
+    def write_embedding_usage(self, message_id: int) -> None:
+        if self.embedding is None:
+            return
+        usage_record(
             idempotency_key=f"answer:{self.question.pk}:embed",
             kind="embedding",
-            provider=embedder.provider,
-            model=model,
-            input_tokens=input_tokens,
             knowledge_base_id=self.bot.knowledge_base_id,
+            message_id=message_id,
+            **self.embedding,
             **self.ledger_ids(),
         )
-        self.trace["embedding_cost"] = event.cost
-        clock.lap("ledger")
 
     def ledger_ids(self) -> dict:
         return {
@@ -492,16 +499,18 @@ class _Turn:
         clock.lap("decide")
         trace = {key: value for key, value in self.trace.items() if key != "embedding_cost"}
         trace["stages_ms"] = clock.stages
-        message = message_add_reply(
-            conversation=self.conversation,
-            in_reply_to=self.question,
-            text=text,
-            language=self.language,
-            outcome=outcome,
-            latency_ms=clock.total_ms(),
-            details=_jsonable(trace),
-            **fields,
-        )
+        with transaction.atomic():
+            message = message_add_reply(
+                conversation=self.conversation,
+                in_reply_to=self.question,
+                text=text,
+                language=self.language,
+                outcome=outcome,
+                latency_ms=clock.total_ms(),
+                details=_jsonable(trace),
+                **fields,
+            )
+            self.write_embedding_usage(message.pk)
         clock.lap("store_reply")
         message.details["stages_ms"] = dict(clock.stages)
         self.finished = Answer(self.conversation, self.question, message, outcome, sources or [], trace)

@@ -4,11 +4,12 @@ Every inbound message is stored before anything else is done with it
 (`message_receive`), so a crash afterwards loses nothing.
 """
 
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -28,37 +29,62 @@ class Received:
 def contact_get_or_create(
     *, channel: str, external_id: str, display_name: str = "", language: str = ""
 ) -> Contact:
-    now = timezone.now()
-    contact, created = Contact.objects.get_or_create(
-        channel=channel,
-        external_id=external_id,
-        defaults={"display_name": display_name, "language": language, "last_seen_at": now},
+    """The contact of this channel identity, created on first sight; seen now.
+
+    One upsert (one round trip, race-free): a name or language given replaces the
+    stored one, an empty one keeps it.
+    """
+    table = Contact._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table}
+                (channel, external_id, display_name, language, profile, created_at, last_seen_at)
+            VALUES (%(channel)s, %(external_id)s, %(display_name)s, %(language)s, '{{}}', %(now)s, %(now)s)
+            ON CONFLICT (channel, external_id) DO UPDATE SET
+                last_seen_at = EXCLUDED.last_seen_at,
+                display_name = COALESCE(NULLIF(EXCLUDED.display_name, ''), {table}.display_name),
+                language = COALESCE(NULLIF(EXCLUDED.language, ''), {table}.language)
+            RETURNING id, display_name, language, profile, created_at, last_seen_at
+            """,
+            {
+                "channel": channel,
+                "external_id": external_id,
+                "display_name": display_name,
+                "language": language,
+                "now": timezone.now(),
+            },
+        )
+        pk, name, language_, profile, created_at, last_seen_at = cursor.fetchone()
+    if isinstance(profile, str):  # jsonb comes back as text through Django's cursor
+        profile = json.loads(profile)
+    return Contact.from_db(
+        "default",
+        ["id", "channel", "external_id", "display_name", "language", "profile", "created_at", "last_seen_at"],
+        [pk, channel, external_id, name, language_, profile, created_at, last_seen_at],
     )
-    if not created:
-        changes = {"last_seen_at": now}
-        if display_name and display_name != contact.display_name:
-            changes["display_name"] = display_name
-        if language and language != contact.language:
-            changes["language"] = language
-        Contact.objects.filter(pk=contact.pk).update(**changes)
-        for field, value in changes.items():
-            setattr(contact, field, value)
-    return contact
 
 
 def conversation_open_for(*, contact: Contact, bot_id: int, channel: str) -> Conversation:
     """The contact's open conversation with the bot, or a new one."""
+    conversation = _open_conversation(contact, bot_id)
+    if conversation is not None:
+        return conversation
     with transaction.atomic():
         # Lock the contact so two first messages at once start one conversation, not two.
         Contact.objects.select_for_update().filter(pk=contact.pk).first()
-        conversation = (
-            Conversation.objects.filter(contact=contact, bot_id=bot_id, status__in=Conversation.OPEN)
-            .order_by("-pk")
-            .first()
-        )
+        conversation = _open_conversation(contact, bot_id)
         if conversation is None:
             conversation = Conversation.objects.create(contact=contact, bot_id=bot_id, channel=channel)
     return conversation
+
+
+def _open_conversation(contact: Contact, bot_id: int) -> Conversation | None:
+    return (
+        Conversation.objects.filter(contact=contact, bot_id=bot_id, status__in=Conversation.OPEN)
+        .order_by("-pk")
+        .first()
+    )
 
 
 def message_receive(
@@ -72,6 +98,29 @@ def message_receive(
     language: str = "",
 ) -> Received:
     """Store one inbound customer message; a redelivered one (same external id) is returned as it was."""
+    # One transaction, so storing a message costs one commit (one fsync), not three.
+    with transaction.atomic():
+        return _receive(
+            channel=channel,
+            bot_id=bot_id,
+            external_user_id=external_user_id,
+            text=text,
+            external_message_id=external_message_id,
+            display_name=display_name,
+            language=language,
+        )
+
+
+def _receive(
+    *,
+    channel: str,
+    bot_id: int,
+    external_user_id: str,
+    text: str,
+    external_message_id: str,
+    display_name: str,
+    language: str,
+) -> Received:
     contact = contact_get_or_create(
         channel=channel, external_id=external_user_id, display_name=display_name, language=language
     )
@@ -93,15 +142,16 @@ def message_receive(
     conversation = conversation_open_for(contact=contact, bot_id=bot_id, channel=channel)
     try:
         with transaction.atomic():
+            changes_language = bool(language) and language != conversation.language
             message = _append(
                 conversation,
+                conversation_language=language if changes_language else "",
                 role=Message.Role.USER,
                 text=text,
                 language=language,
                 external_id=external_message_id,
             )
-            if language and language != conversation.language:
-                Conversation.objects.filter(pk=conversation.pk).update(language=language)
+            if changes_language:
                 conversation.language = language
     except IntegrityError:
         if not external_message_id:
@@ -174,14 +224,17 @@ def message_set_feedback(*, message: Message, feedback: str, comment: str = "") 
     return message
 
 
-def _append(conversation: Conversation, **fields) -> Message:
+def _append(conversation: Conversation, *, conversation_language: str = "", **fields) -> Message:
     message = Message.objects.create(conversation=conversation, **fields)
     # Greatest: when two messages of one conversation commit out of order, the later
     # timestamp must win, or the conversation list sorts a live chat as stale.
-    Conversation.objects.filter(pk=conversation.pk).update(
-        message_count=F("message_count") + 1,
-        last_message_at=Greatest(F("last_message_at"), message.created_at),
-    )
+    changes = {
+        "message_count": F("message_count") + 1,
+        "last_message_at": Greatest(F("last_message_at"), message.created_at),
+    }
+    if conversation_language:
+        changes["language"] = conversation_language
+    Conversation.objects.filter(pk=conversation.pk).update(**changes)
     return message
 
 

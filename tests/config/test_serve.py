@@ -91,6 +91,8 @@ def test_run_serves_health_and_admin_then_stops_cleanly_and_keeps_data_on_restar
         )
         assert signed_in.status_code == 200
         assert signed_in.url == f"{base}/admin/"
+        bots = session.get(f"{base}/admin/chatbot/bot/", timeout=10)
+        assert "Sao Mai assistant" in bots.text  # the demo bot, slug "demo"
     finally:
         stop(serve)
 

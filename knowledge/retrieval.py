@@ -9,10 +9,12 @@ no English stemmer touches Vietnamese. The two candidate lists are merged by a
 weighted sum of their min-max normalised scores (see `combine`).
 """
 
+import json
 import time
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import connection
+from django.db.backends.utils import CursorWrapper
 
 from knowledge.embedding import get_embedder
 from knowledge.embedding.registry import EMBEDDING_DIMENSIONS
@@ -84,25 +86,21 @@ def retrieve(
         query_vector = get_embedder(model).embed_query(query).vectors[0]
         timings["embed"] = _ms(started)
 
-    candidates = max(CANDIDATES, top_k)
-    with transaction.atomic(), connection.cursor() as cursor:
-        started = time.perf_counter()
-        vector_rows = _vector_search(cursor, knowledge_base.pk, model, query_vector, candidates)
-        timings["vector"] = _ms(started)
-        started = time.perf_counter()
-        keyword_rows = _keyword_search(cursor, knowledge_base.pk, model, query, candidates)
-        timings["keyword"] = _ms(started)
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        search = _search(cursor, knowledge_base.pk, model, query_vector, query, max(CANDIDATES, top_k))
+    # One round trip runs both searches: the server's clock splits it, the keyword
+    # share also carrying the round trip and the decoding of both result sets.
+    timings["vector"] = search.vector_ms
+    timings["keyword"] = round(max(_ms(started) - search.vector_ms, 0.0), 2)
 
     started = time.perf_counter()
-    fused = combine(vector_rows, keyword_rows, top_k=top_k)
-    details = _chunk_details([chunk_id for chunk_id, _ in fused])
-    vector_scores = {chunk_id: (rank, score) for rank, (chunk_id, score) in enumerate(vector_rows, 1)}
-    keyword_scores = {chunk_id: (rank, score) for rank, (chunk_id, score) in enumerate(keyword_rows, 1)}
+    fused = combine(search.vector_rows, search.keyword_rows, top_k=top_k)
+    vector_scores = _ranked(search.vector_rows)
+    keyword_scores = _ranked(search.keyword_rows)
     hits = []
     for chunk_id, score in fused:
-        if chunk_id not in details:
-            continue  # deleted between the searches and now
-        document_id, title, heading_path, text, position = details[chunk_id]
+        document_id, title, heading_path, text, position = search.details[chunk_id]
         vector_rank, vector_score = vector_scores.get(chunk_id, (None, None))
         keyword_rank, keyword_score = keyword_scores.get(chunk_id, (None, None))
         hits.append(
@@ -110,7 +108,8 @@ def retrieve(
                 chunk_id=chunk_id,
                 document_id=document_id,
                 document_title=title,
-                heading_path=heading_path,
+                # Django reads jsonb as text; only the hits' headings are worth parsing.
+                heading_path=json.loads(heading_path) if isinstance(heading_path, str) else heading_path,
                 text=text,
                 position=position,
                 fused_score=score,
@@ -153,6 +152,10 @@ def combine(
     return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:top_k]
 
 
+def _ranked(rows: list[tuple[int, float]]) -> dict[int, tuple[int, float]]:
+    return {chunk_id: (rank, score) for rank, (chunk_id, score) in enumerate(rows, 1)}
+
+
 def _min_max(rows: list[tuple[int, float]], *, min_span: float = 0.0) -> dict[int, float]:
     if not rows:
         return {}
@@ -162,56 +165,146 @@ def _min_max(rows: list[tuple[int, float]], *, min_span: float = 0.0) -> dict[in
     return {item: (score - low) / span if span else 1.0 for item, score in rows}
 
 
-def _vector_search(cursor, knowledge_base_id: int, model: str, vector: list[float], limit: int):
-    dimensions = EMBEDDING_DIMENSIONS[model]
-    # The expression and the model literal must match the partial index exactly
-    # (see the migrations); the dimension is an integer from our own registry.
-    cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-    cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(EF_SEARCH, limit)])
-    cursor.execute(
-        f"""
-        SELECT id, 1 - (embedding::vector({dimensions}) <=> %(vector)s::vector({dimensions}))
-        FROM knowledge_chunk
-        WHERE embedding_model = %(model)s AND is_live AND knowledge_base_id = %(kb)s
-        ORDER BY embedding::vector({dimensions}) <=> %(vector)s::vector({dimensions})
-        LIMIT %(limit)s
-        """,
-        {"vector": _vector_literal(vector), "model": model, "kb": knowledge_base_id, "limit": limit},
+@dataclass
+class _Search:
+    vector_rows: list[tuple[int, float]]  # (chunk id, cosine similarity), nearest first
+    keyword_rows: list[tuple[int, float]]  # (chunk id, ts_rank), best first
+    details: dict[int, tuple]  # chunk id -> (document id, title, heading_path, text, position)
+    vector_ms: float  # server time until the vector search's last row
+
+
+# iterative_scan: filtering (knowledge base, is_live) never returns fewer than k rows
+# while more exist. set_config(..., true) is SET LOCAL: it ends with the transaction.
+_SETTINGS_SQL = (
+    "SELECT set_config('hnsw.iterative_scan', 'strict_order', true), "
+    "set_config('hnsw.ef_search', %(ef)s, true)"
+)
+
+# Any term may match (OR). ts_rank counts the query words a chunk holds, divided by
+# 1 + log(length) (normalisation 1). Not ts_rank_cd: its cover density rewards any
+# two query words side by side, so chunks with frequent words next to each other
+# outranked the one holding the rare word asked about (XQuAD keyword recall@1 fell
+# from 0.83-0.88 to 0.32-0.49). Terms are folded words (\w+): the tsquery cannot break.
+_KEYWORD_SQL = """
+    SELECT id, ts_rank(search_vector, ranked, 1) AS rank
+    FROM knowledge_chunk, to_tsquery('simple', %(matched)s) AS matched,
+         to_tsquery('simple', %(ranked)s) AS ranked
+    WHERE search_vector @@ matched AND is_live
+      AND knowledge_base_id = %(kb)s AND embedding_model = %(model)s
+    ORDER BY rank DESC, id
+    LIMIT %(limit)s
+"""
+
+
+def _vector_sql(dimensions: int, *, details: bool) -> str:
+    # The expression and the model literal must match the partial index exactly (see
+    # the migrations); the dimension is an integer from our own registry. ORDER BY the
+    # output column: the query vector is inlined (client-side binding), and once is
+    # enough to parse.
+    columns = (
+        # Per row, as rows leave the index scan: the last one's is the search's time.
+        ", 1000 * extract(epoch FROM clock_timestamp() - statement_timestamp())::float8, chunk.document_id, "
+        "(SELECT title FROM knowledge_document WHERE id = chunk.document_id), "
+        "chunk.heading_path, chunk.text, chunk.position"
+        if details
+        else ""
     )
-    return cursor.fetchall()
+    return f"""
+        SELECT chunk.id,
+            chunk.embedding::vector({dimensions}) <=> %(vector)s::vector({dimensions}) AS distance {columns}
+        FROM knowledge_chunk AS chunk
+        WHERE chunk.embedding_model = %(model)s AND chunk.is_live AND chunk.knowledge_base_id = %(kb)s
+        ORDER BY distance
+        LIMIT %(limit)s
+    """
 
 
-def _keyword_search(cursor, knowledge_base_id: int, model: str, query: str, limit: int):
+# Details joined after the LIMIT: only the candidates' rows are read again.
+_KEYWORD_DETAILS_SQL = f"""
+    SELECT found.id, found.rank, chunk.document_id, document.title, chunk.heading_path, chunk.text,
+           chunk.position
+    FROM ({_KEYWORD_SQL}) AS found
+    JOIN knowledge_chunk AS chunk ON chunk.id = found.id
+    JOIN knowledge_document AS document ON document.id = chunk.document_id
+    ORDER BY found.rank DESC, found.id
+"""
+
+
+def _search(
+    cursor: CursorWrapper, knowledge_base_id: int, model: str, vector: list[float], query: str, limit: int
+) -> _Search:
+    """Both searches and the candidates' details in one round trip.
+
+    Several statements in one message (Django's psycopg cursor binds parameters on the
+    client, so it sends them as one simple query): PostgreSQL runs them as one implicit
+    transaction, which the local settings last for. Replaces BEGIN, two SETs, two
+    searches, a details query and COMMIT, each a round trip.
+    """
+    terms = query_terms(query)
+    params = _params(cursor, knowledge_base_id, model, vector, terms, limit)
+    statements = [_SETTINGS_SQL, _vector_sql(EMBEDDING_DIMENSIONS[model], details=True)]
+    if terms:
+        statements.append(_KEYWORD_DETAILS_SQL)
+    cursor.execute(";".join(statements), params)
+    cursor.nextset()  # past the settings
+    vector_found = cursor.fetchall()
+    keyword_found = []
+    if terms:
+        cursor.nextset()
+        keyword_found = cursor.fetchall()
+    details = {row[0]: row[2:] for row in keyword_found}
+    details.update((row[0], row[3:]) for row in vector_found)
+    return _Search(
+        vector_rows=[(row[0], 1 - row[1]) for row in vector_found],
+        keyword_rows=[(row[0], row[1]) for row in keyword_found],
+        details=details,
+        vector_ms=round(vector_found[-1][2], 2) if vector_found else 0.0,
+    )
+
+
+def _params(
+    cursor: CursorWrapper,
+    knowledge_base_id: int,
+    model: str,
+    vector: list[float],
+    terms: list[str],
+    limit: int,
+) -> dict[str, object]:
+    params: dict[str, object] = {
+        "vector": _vector_literal(vector),
+        "model": model,
+        "kb": knowledge_base_id,
+        "limit": limit,
+        "ef": str(max(EF_SEARCH, limit)),
+    }
+    if terms:
+        params["matched"] = " | ".join(_rarest_terms(cursor, terms))
+        params["ranked"] = " | ".join(terms)
+    return params
+
+
+def _vector_search(
+    cursor: CursorWrapper, knowledge_base_id: int, model: str, vector: list[float], limit: int
+) -> list[tuple[int, float]]:
+    """The vector search alone, (chunk id, cosine similarity) nearest first; for the benchmarks."""
+    sql = _SETTINGS_SQL + ";" + _vector_sql(EMBEDDING_DIMENSIONS[model], details=False)
+    cursor.execute(sql, _params(cursor, knowledge_base_id, model, vector, [], limit))
+    cursor.nextset()  # past the settings
+    return [(chunk_id, 1 - distance) for chunk_id, distance in cursor.fetchall()]
+
+
+def _keyword_search(
+    cursor: CursorWrapper, knowledge_base_id: int, model: str, query: str, limit: int
+) -> list[tuple[int, float]]:
+    """The keyword search alone, (chunk id, ts_rank) best first; for the benchmarks."""
     terms = query_terms(query)
     if not terms:
         return []
-    # Any term may match (OR). ts_rank counts the query words a chunk holds, divided by
-    # 1 + log(length) (normalisation 1). Not ts_rank_cd: its cover density rewards any
-    # two query words side by side, so chunks with frequent words next to each other
-    # outranked the one holding the rare word asked about (XQuAD keyword recall@1 fell
-    # from 0.83-0.88 to 0.32-0.49). Terms are folded words (\w+): the tsquery cannot break.
-    cursor.execute(
-        """
-        SELECT id, ts_rank(search_vector, ranked, 1) AS rank
-        FROM knowledge_chunk, to_tsquery('simple', %(matched)s) AS matched,
-             to_tsquery('simple', %(ranked)s) AS ranked
-        WHERE search_vector @@ matched AND is_live
-          AND knowledge_base_id = %(kb)s AND embedding_model = %(model)s
-        ORDER BY rank DESC, id
-        LIMIT %(limit)s
-        """,
-        {
-            "matched": " | ".join(_rarest_terms(cursor, terms)),
-            "ranked": " | ".join(terms),
-            "kb": knowledge_base_id,
-            "model": model,
-            "limit": limit,
-        },
-    )
+    cursor.execute(_KEYWORD_SQL, _params(cursor, knowledge_base_id, model, [], terms, limit))
     return cursor.fetchall()
 
 
-def _rarest_terms(cursor, terms: list[str]) -> list[str]:
+def _rarest_terms(cursor: CursorWrapper, terms: list[str]) -> list[str]:
     """The rarest terms whose matches add up to about KEYWORD_MATCH_ROWS rows; at least one."""
     common = _common_term_rows(cursor)
     chosen: list[str] = []
@@ -224,7 +317,7 @@ def _rarest_terms(cursor, terms: list[str]) -> list[str]:
     return chosen
 
 
-def _common_term_rows(cursor) -> dict[str, float]:
+def _common_term_rows(cursor: CursorWrapper) -> dict[str, float]:
     """Estimated rows holding each of the table's most common terms, re-read every few minutes.
 
     PostgreSQL's own statistics of search_vector: the most common lexemes and their
@@ -252,18 +345,7 @@ def _common_term_rows(cursor) -> dict[str, float]:
     return rows
 
 
-def _chunk_details(chunk_ids: list[int]) -> dict[int, tuple]:
-    if not chunk_ids:
-        return {}
-    from knowledge.models import Chunk
-
-    rows = Chunk.objects.filter(pk__in=chunk_ids).values_list(
-        "pk", "document_id", "document__title", "heading_path", "text", "position"
-    )
-    return {row[0]: row[1:] for row in rows}
-
-
-def _vector_literal(vector) -> str:
+def _vector_literal(vector: list[float]) -> str:
     return "[" + ",".join(f"{float(value):.7g}" for value in vector) + "]"
 
 

@@ -1,7 +1,8 @@
 import pytest
 from django.db import connection
 
-from knowledge.models import Chunk
+from knowledge import tasks
+from knowledge.models import Chunk, KnowledgeBase
 from knowledge.retrieval import combine, retrieve
 from tests.knowledge.helpers import ingest, make_knowledge_base, paste
 
@@ -14,6 +15,10 @@ RETURNS_EN = "# Returns\n\nYou may return unused products within 30 days of deli
 
 @pytest.fixture
 def shop():
+    return _shop()
+
+
+def _shop() -> KnowledgeBase:
     knowledge_base = make_knowledge_base("Shop")
     for title, text in [("Hours", HOURS_VI), ("Delivery", DELIVERY_VI), ("Returns", RETURNS_EN)]:
         ingest(paste(knowledge_base, text, title=title))
@@ -54,7 +59,9 @@ def test_each_hit_carries_scores_title_and_heading_for_citations(shop):
     assert best.vector_score is not None and 0 < best.vector_score <= 1
     assert best.keyword_score is not None
     assert best.fused_score > 0
-    assert set(result.timings_ms) >= {"embed", "vector", "keyword", "total"}
+    assert set(result.timings_ms) == {"embed", "vector", "keyword", "fuse", "total"}
+    stages = {name: ms for name, ms in result.timings_ms.items() if name != "total"}
+    assert result.timings_ms["total"] == pytest.approx(sum(stages.values()), abs=0.05)
 
 
 def test_a_paraphrase_without_shared_words_is_found_by_the_vector_search(shop):
@@ -106,3 +113,19 @@ def test_a_flat_vector_list_does_not_drown_a_clear_keyword_match():
     keyword = [(3, 0.46), (2, 0.05), (1, 0.02)]
 
     assert combine(vector, keyword, top_k=3)[0][0] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_search_settings_end_with_the_search(monkeypatch):
+    # Both searches go out as one message, its own implicit transaction: the local HNSW
+    # settings must not stay on the connection, which Django reuses.
+    monkeypatch.setattr(tasks.ingest_document, "delay", lambda *args, **kwargs: None)  # ingested here
+    shop = _shop()
+    assert not connection.in_atomic_block
+
+    result = retrieve(knowledge_base=shop, query="gio mo cua")
+
+    assert result.hits[0].document_title == "Hours"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')")
+        assert cursor.fetchone() == ("40", "off")

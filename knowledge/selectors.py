@@ -45,6 +45,8 @@ def document_live_versions(*, document_ids: Iterable[int]) -> dict[int, int | No
     """
     ids = list(dict.fromkeys(document_ids))
     live = dict(
-        Document.objects.filter(pk__in=ids, enabled=True, live_version__gt=0).values_list("pk", "live_version")
+        Document.objects.filter(pk__in=ids, enabled=True, live_version__gt=0).values_list(
+            "pk", "live_version"
+        )
     )
     return {pk: live.get(pk) for pk in ids}

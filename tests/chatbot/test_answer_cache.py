@@ -12,6 +12,7 @@ from chatbot import answer_cache
 from chatbot.answer_cache import cache_flush_hits, cache_lookup, cache_purge, cache_store
 from chatbot.models import AnswerCacheEntry, Bot
 from knowledge import services
+from knowledge.embedding import get_embedder
 from knowledge.models import Document
 from tests.knowledge.helpers import ingest, make_knowledge_base, paste
 
@@ -75,7 +76,9 @@ def hours_document(bot: Bot) -> Document:
     return Document.objects.get(knowledge_base=bot.knowledge_base, title="Hours")
 
 
-def store(bot: Bot, question: str, *, vector=None, language="vi", answer="Mở cửa 8:00-21:00.", documents=None):
+def store(
+    bot: Bot, question: str, *, vector=None, language="vi", answer="Mở cửa 8:00-21:00.", documents=None
+):
     bot.knowledge_base.refresh_from_db()
     if documents is None:
         document = hours_document(bot)
@@ -150,6 +153,83 @@ def test_storing_the_same_question_twice_keeps_one_entry_with_the_newer_answer(b
     assert lookup(bot, "Giờ mở cửa?").answer == "new"
 
 
+# Semantic matches
+
+
+def test_a_differently_worded_question_above_the_threshold_is_a_semantic_hit(bot):
+    bot.cache_similarity = 0.95
+    entry = store(bot, "Giờ mở cửa?", vector=axis(0))
+
+    hit = lookup(bot, "Cửa hàng mở lúc mấy giờ?", vector=at_similarity(0.97))
+
+    assert hit is not None
+    assert (hit.entry_id, hit.kind) == (entry.pk, "semantic")
+    assert hit.similarity == pytest.approx(0.97, abs=1e-4)
+
+
+def test_a_question_below_the_threshold_misses(bot):
+    bot.cache_similarity = 0.95
+    store(bot, "Giờ mở cửa?", vector=axis(0))
+
+    assert lookup(bot, "Cửa hàng có giao hàng không?", vector=at_similarity(0.94)) is None
+
+
+def test_the_threshold_is_the_bots_own(bot):
+    store(bot, "Giờ mở cửa?", vector=axis(0))
+    bot.cache_similarity = 0.99
+
+    assert lookup(bot, "Cửa hàng mở lúc mấy giờ?", vector=at_similarity(0.97)) is None
+
+
+def test_a_question_between_two_cached_answers_from_different_sources_misses(bot):
+    # The nearest cached question is similar enough, but another one with a different
+    # answer is almost as near: the question may be either, so the cache stays out.
+    bot.cache_similarity = 0.95
+    returns = Document.objects.get(knowledge_base=bot.knowledge_base, title="Returns")
+    store(bot, "Giờ mở cửa?", vector=axis(0))
+    store(bot, "Đổi trả mấy giờ?", vector=at_similarity(0.98, towards=2), documents={returns.pk: 1})
+    query = at_similarity(0.99)  # 0.99 to the first, 0.97 to the second
+
+    assert lookup(bot, "Mấy giờ thì mở?", vector=query) is None
+
+
+def test_neighbours_with_the_same_sources_agree_and_the_nearest_answers(bot):
+    bot.cache_similarity = 0.95
+    nearest = store(bot, "Giờ mở cửa?", vector=axis(0))
+    store(bot, "Mấy giờ đóng cửa?", vector=at_similarity(0.98, towards=2))
+
+    hit = lookup(bot, "Mấy giờ thì mở?", vector=at_similarity(0.99))
+
+    assert hit is not None and hit.entry_id == nearest.pk
+
+
+@pytest.mark.parametrize(
+    ("language", "cached", "paraphrase", "unrelated"),
+    [
+        (
+            "en",
+            "What are your opening hours?",
+            "What time do you open?",
+            "Can I return a product after 30 days?",
+        ),
+        ("vi", "Mấy giờ cửa hàng mở cửa?", "Cửa hàng mở cửa lúc mấy giờ?", "Phí giao hàng bao nhiêu?"),
+    ],
+)
+def test_a_paraphrase_embedded_by_the_real_model_hits_and_another_question_does_not(
+    bot, language, cached, paraphrase, unrelated
+):
+    def embed(text: str) -> list[float]:
+        return get_embedder(MODEL).embed_query(text).vectors[0]
+
+    bot.cache_similarity = 0.95
+    store(bot, cached, language=language, vector=embed(cached))
+
+    hit = lookup(bot, paraphrase, language=language, vector=embed(paraphrase))
+
+    assert hit is not None and hit.kind == "semantic" and hit.question == cached
+    assert lookup(bot, unrelated, language=language, vector=embed(unrelated)) is None
+
+
 # Isolation
 
 
@@ -173,7 +253,11 @@ def test_entries_are_per_embedding_model(bot):
     store(bot, "Giờ mở cửa?")
 
     missed = cache_lookup(
-        bot=bot, language="vi", question="Giờ mở cửa?", query_vector=None, embedding_model="bedrock-titan-v2-512"
+        bot=bot,
+        language="vi",
+        question="Giờ mở cửa?",
+        query_vector=None,
+        embedding_model="bedrock-titan-v2-512",
     )
 
     assert missed is None
@@ -289,6 +373,14 @@ def test_an_entry_deleted_in_postgresql_is_not_served_from_redis(bot):
     AnswerCacheEntry.objects.filter(pk=entry.pk).delete()
 
     assert lookup(bot, "Giờ mở cửa?") is None
+
+
+def test_an_unreadable_redis_payload_is_dropped_and_postgresql_answers(bot):
+    entry = store(bot, "Giờ mở cửa?")
+    key = answer_cache._exact_key(bot.pk, "vi", MODEL, entry.question_hash)
+    get_redis_connection("default").set(key, b"\x80 not json")
+
+    assert lookup(bot, "Giờ mở cửa?").entry_id == entry.pk
 
 
 # Expiry and purge

@@ -606,7 +606,7 @@ def _purge_stale(batch_size: int = 1000) -> int:
 
 
 def cache_flush_hits() -> int:
-    """Add the hit counts gathered in Redis to the rows; returns how many entries were updated."""
+    """Add the hit counts gathered in Redis to the rows; returns how many entries had hits."""
     try:
         client = get_redis_connection("default")
         hits_key, last_key = cache.make_key(HITS_KEY), cache.make_key(LAST_HIT_KEY)
@@ -709,6 +709,8 @@ def _redis_delete(keys: list[str]) -> None:
 
 
 def _redis_forget_hits(entry_ids: list[int]) -> None:
+    if not entry_ids:
+        return
     try:
         client = get_redis_connection("default")
         pipe = client.pipeline(transaction=False)

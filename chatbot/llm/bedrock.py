@@ -31,28 +31,15 @@ from chatbot.llm.base import (
     Message,
     PermanentError,
     ProviderError,
-    RateLimited,
     StreamInterrupted,
     TransientError,
     Usage,
 )
-from knowledge.embedding.bedrock import client_for
+from knowledge.embedding.bedrock import client_for, translate_client_error
 from knowledge.embedding.bedrock import reset_clients as reset_embedding_clients
 
 MAX_CONNECT_TIMEOUT_SECONDS = 5.0
 
-# Codes as HTTP errors carry them (PascalCase); in-stream exceptions use lowerCamel
-# ("throttlingException") and are normalised before the lookup.
-_RATE_LIMITED_CODES = {"ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException"}
-_TRANSIENT_CODES = {
-    "InternalServerException",
-    "ServiceUnavailableException",
-    "ModelStreamErrorException",
-    "ModelTimeoutException",
-    "ModelNotReadyException",  # a 429, but the model is loading rather than we are too fast
-    "InternalFailure",
-    "ServiceUnavailable",
-}
 _STOP = {"end_turn": FINISH_STOP, "stop_sequence": FINISH_STOP, "max_tokens": FINISH_MAX_TOKENS}
 _BLOCKED = {"guardrail_intervened", "content_filtered"}
 
@@ -250,32 +237,13 @@ def _usage(usage: dict[str, Any] | None) -> Usage:
 
 def _translate(error: Exception) -> ProviderError:
     if isinstance(error, ClientError):  # includes EventStreamError, raised mid-stream
-        details = error.response.get("Error", {})
-        raw_code = str(details.get("Code", ""))
-        code = raw_code[:1].upper() + raw_code[1:]
-        metadata = error.response.get("ResponseMetadata", {})
-        status = int(metadata.get("HTTPStatusCode") or 0)
-        described = f"Bedrock {status or 'stream'} {code}: {details.get('Message', '')}"
-        if code in _RATE_LIMITED_CODES or (status == 429 and code not in _TRANSIENT_CODES):
-            return RateLimited(described, retry_after=_retry_after(metadata.get("HTTPHeaders", {})))
-        if code in _TRANSIENT_CODES or status >= 500 or status == 408:
-            return TransientError(described)
-        # ValidationException, AccessDeniedException, ResourceNotFoundException, ModelErrorException, ...
-        return PermanentError(described)
+        return translate_client_error(error)
     if isinstance(error, EventStreamParserError):  # a frame with a bad length or checksum
         return TransientError(f"Bedrock sent an unreadable event stream: {type(error).__name__}: {error}")
     if isinstance(error, _NETWORK_ERRORS):
         return TransientError(f"Bedrock could not be reached or timed out: {type(error).__name__}: {error}")
     # Other BotoCoreErrors: no credentials, bad parameters: configuration, not the network.
     return PermanentError(f"Bedrock request could not be made: {type(error).__name__}: {error}")
-
-
-def _retry_after(headers: dict[str, str]) -> float | None:
-    try:
-        seconds = float(headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _elapsed_ms(started: float) -> int:

@@ -26,10 +26,13 @@ TITAN_V2_DIMENSIONS = (256, 512, 1024)
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 30.0
 
+# Codes as HTTP errors carry them (PascalCase); in-stream exceptions use lowerCamel
+# ("throttlingException") and are normalised before the lookup.
 _RATE_LIMITED_CODES = {"ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException"}
 _TRANSIENT_CODES = {
     "InternalServerException",
     "ServiceUnavailableException",
+    "ModelStreamErrorException",
     "ModelTimeoutException",
     "ModelNotReadyException",  # a 429, but the model is loading rather than we are too fast
     "InternalFailure",
@@ -126,7 +129,7 @@ def _invoke(client: Any, *, model: str, body: dict[str, Any]) -> tuple[dict[str,
         )
         raw = response["body"].read()
     except ClientError as error:
-        raise _translate(error) from error
+        raise translate_client_error(error) from error
     except (BotoConnectionError, HTTPClientError, IncompleteReadError) as error:
         unreachable = f"Bedrock could not be reached or timed out: {type(error).__name__}: {error}"
         raise TransientError(unreachable) from error
@@ -155,12 +158,17 @@ def _input_tokens(payload: dict[str, Any], headers: dict[str, str], text: str) -
     return max(1, math.ceil(len(text) / 4))
 
 
-def _translate(error: ClientError) -> ProviderError:
+def translate_client_error(error: ClientError) -> ProviderError:
+    """A Bedrock error response (HTTP, or an exception inside an event stream) as our error.
+
+    Shared by the embedder and the chat provider (chatbot.llm.bedrock).
+    """
     details = error.response.get("Error", {})
-    code = details.get("Code", "")
+    raw_code = str(details.get("Code", ""))
+    code = raw_code[:1].upper() + raw_code[1:]
     metadata = error.response.get("ResponseMetadata", {})
-    status = metadata.get("HTTPStatusCode", 0)
-    described = f"Bedrock {status} {code}: {details.get('Message', '')}"
+    status = int(metadata.get("HTTPStatusCode") or 0)
+    described = f"Bedrock {status or 'stream'} {code}: {details.get('Message', '')}"
     if code in _RATE_LIMITED_CODES or (status == 429 and code not in _TRANSIENT_CODES):
         return RateLimited(described, retry_after=_retry_after(metadata.get("HTTPHeaders", {})))
     if code in _TRANSIENT_CODES or status >= 500 or status == 408:

@@ -126,31 +126,38 @@ def generate_with_fallback(
 
     The extractive provider is appended (with the last request) when the plan lacks it.
     """
-    run = _Run(budget_seconds, policy, sleep=sleep, clock=clock, rng=rng)
-    for name, request in _with_last_resort(plan):
-        provider = providers(name)
-        number = 0
-        while True:
-            number += 1
-            timed = run.timed_request(name, request)
-            if timed is None:
-                run.skip(name, request, number)
-                break
-            started = clock()
-            try:
-                generation = provider.generate(timed)
-            except ProviderError as error:
-                run.failed(name, request, number, started, error)
-                if run.wait_to_retry(name, error, number):
-                    continue
-                break
-            except Exception as error:  # an unmapped SDK error or a bug must not cost the user an answer
-                logger.exception("LLM provider %s raised an unexpected error", name)
-                run.failed(name, request, number, started, error)
-                break
-            run.succeeded(name, request, number, started, generation)
-            return run.result(generation)
-    return run.result(None)
+
+    # The streaming loop with providers that answer in one piece: no text reaches the
+    # caller before the final result, so the retries and fallbacks are the same.
+    def blocking(name: str) -> LLMProvider:
+        return _Blocking(providers(name))
+
+    for item in stream_with_fallback(
+        plan,
+        budget_seconds=budget_seconds,
+        policy=policy,
+        sleep=sleep,
+        clock=clock,
+        rng=rng,
+        providers=blocking,
+    ):
+        if isinstance(item, FallbackResult):
+            return item
+    raise AssertionError("stream_with_fallback ended without a result")
+
+
+class _Blocking:
+    """A provider's blocking call seen as a stream of one item, the final Generation."""
+
+    def __init__(self, provider: LLMProvider) -> None:
+        self.provider = provider
+        self.name = provider.name
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        return self.provider.generate(request)
+
+    def stream(self, request: GenerationRequest) -> Iterator[Generation]:
+        yield self.provider.generate(request)
 
 
 def stream_with_fallback(

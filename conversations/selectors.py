@@ -91,3 +91,13 @@ def conversation_open_of(*, channel: str, external_user_id: str, bot_id: int) ->
         .order_by("-pk")
         .first()
     )
+
+
+def conversation_get_for_bot(*, bot_id: int, conversation_id: int) -> Conversation | None:
+    """One of the bot's conversations; another bot's id is simply not found."""
+    return Conversation.objects.select_related("contact").filter(pk=conversation_id, bot_id=bot_id).first()
+
+
+def message_get_for_bot(*, bot_id: int, message_id: int) -> Message | None:
+    """One message of the bot's conversations; another bot's id is simply not found."""
+    return Message.objects.filter(pk=message_id, conversation__bot_id=bot_id).first()

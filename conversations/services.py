@@ -16,8 +16,6 @@ from django.utils import timezone
 
 from conversations.models import Contact, Conversation, Message
 
-MAX_MESSAGE_CHARS = 4000
-
 
 @dataclass(frozen=True)
 class Received:

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chatbot.models import LANGUAGES
-from chatbot.pipeline import MAX_MESSAGE_CHARS
+from chatbot.pipeline import MAX_MESSAGE_CHARS, InvalidMessage, validate_text
 from conversations.models import Message
 
 
@@ -44,16 +44,11 @@ class MessageCreateSerializer(serializers.Serializer):
     )
 
     def validate_text(self, value: str) -> str:
-        # The pipeline enforces the same rules (InvalidMessage); checking here too
-        # refuses an oversized message before it costs a database write.
-        length = len(value.strip())
-        if not length:
-            raise serializers.ValidationError("The message is empty.", code="empty_message")
-        if length > MAX_MESSAGE_CHARS:
-            raise serializers.ValidationError(
-                f"The message is {length} characters; the limit is {MAX_MESSAGE_CHARS}.",
-                code="message_too_long",
-            )
+        # The pipeline's own rule, reported as a field error beside the others.
+        try:
+            validate_text(value)
+        except InvalidMessage as refused:
+            raise serializers.ValidationError(str(refused), code=refused.code) from None
         return value
 
 

@@ -17,7 +17,6 @@ from chatbot import pipeline
 from chatbot.api.authentication import BotApiKeyAuthentication, KeyForThisBot
 from chatbot.api.errors import ApiError, error_body
 from chatbot.api.ratelimit import ApiRateLimit
-from chatbot.api.selectors import conversation_get_for_bot, message_get_for_bot
 from chatbot.api.serializers import (
     ConversationSerializer,
     ErrorSerializer,
@@ -27,7 +26,7 @@ from chatbot.api.serializers import (
     ReplySerializer,
 )
 from conversations.models import Channel
-from conversations.selectors import conversation_messages
+from conversations.selectors import conversation_get_for_bot, conversation_messages, message_get_for_bot
 from conversations.services import message_set_feedback
 
 logger = logging.getLogger(__name__)

@@ -36,7 +36,6 @@ setup_django()
 import requests  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
-from django_redis import get_redis_connection  # noqa: E402
 
 from billing.models import UsageEvent  # noqa: E402
 from chatbot.api_keys import api_key_create  # noqa: E402
@@ -219,8 +218,9 @@ def cleanup(knowledge_base: KnowledgeBase, bot: Bot | None) -> None:
     UsageEvent.objects.filter(knowledge_base_id=knowledge_base.pk).delete()
     for document in knowledge_base.documents.all():
         services.document_delete(document=document)
+    # The bot's cached answers went with it; their Redis copies are never served without
+    # their rows and expire by themselves.
     knowledge_base.delete()
-    get_redis_connection("default")  # the cache entries expire by themselves (bot deleted: never read)
 
 
 def _free_port() -> int:

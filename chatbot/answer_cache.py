@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 from chatbot.models import AnswerCacheEntry, Bot
 from knowledge.embedding.registry import EMBEDDING_DIMENSIONS
 from knowledge.models import KnowledgeBase
+from knowledge.retrieval import vector_literal
 from knowledge.selectors import document_live_versions
 from knowledge.textnorm import fold
 
@@ -352,7 +353,7 @@ def _candidates(
             FROM found JOIN chatbot_answercacheentry AS e ON e.id = found.id
             ORDER BY exact DESC, found.distance
         """
-        params["vector"] = _vector_literal(query_vector)
+        params["vector"] = vector_literal(query_vector)
         params["limit"] = SEMANTIC_CANDIDATES
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -655,10 +656,6 @@ def _dimensions(embedding_model: str, vector: list[float]) -> int:
     if len(vector) != dimensions:
         raise ValueError(f"{embedding_model} vectors have {dimensions} dimensions, got {len(vector)}")
     return dimensions
-
-
-def _vector_literal(vector: list[float]) -> str:
-    return "[" + ",".join(f"{float(value):.7g}" for value in vector) + "]"
 
 
 def _exact_key(bot_id: int, language: str, embedding_model: str, question_hash: str) -> str:

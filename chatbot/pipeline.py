@@ -164,7 +164,7 @@ def _run(inbound: Inbound, *, stream: bool) -> Iterator[str | Answer]:
     if not received.created:
         earlier = received.message.replies.order_by("pk").first()
         if earlier is not None:  # a redelivery of a message already answered
-            yield turn.finish(earlier, earlier.outcome or "", clock, trace={"repeat": True})
+            yield turn.finish(earlier, earlier.outcome or "", trace={"repeat": True})
             return
     try:
         yield from turn.answer(clock, stream=stream)
@@ -185,6 +185,7 @@ class _Turn:
     trace: dict = field(default_factory=dict)
     finished: Answer | None = None
     embedding: dict | None = None  # the query embedding's usage, written with the reply
+    embedding_cost: Decimal = Decimal(0)
 
     def answer(self, clock: _Clock, *, stream: bool) -> Iterator[str | Answer]:
         bot, conversation = self.bot, self.conversation
@@ -218,15 +219,10 @@ class _Turn:
         knowledge_base = bot.knowledge_base
         model_key = knowledge_base.embedding_model
 
-        if cacheable:
-            cached = cache_lookup(
-                bot=bot, language=self.language, question=self.question.text, query_vector=None,
-                embedding_model=model_key,
-            )  # fmt: skip
-            clock.lap("cache")
-            if cached is not None:
-                yield from self.serve_cached(cached, clock, stream=stream)
-                return
+        # Exact matches first, before paying for the query embedding.
+        if cacheable and (cached := self.cached(model_key, None, clock)):
+            yield from self.serve_cached(cached, clock, stream=stream)
+            return
 
         retrieval_query = self.question.text
         if follow_up:
@@ -237,15 +233,9 @@ class _Turn:
         clock.lap("embed")
         self.record_embedding(embedded.model, embedded.input_tokens, clock)
 
-        if cacheable and not follow_up:
-            cached = cache_lookup(
-                bot=bot, language=self.language, question=self.question.text, query_vector=query_vector,
-                embedding_model=model_key,
-            )  # fmt: skip
-            clock.lap("cache")
-            if cached is not None:
-                yield from self.serve_cached(cached, clock, stream=stream)
-                return
+        if cacheable and not follow_up and (cached := self.cached(model_key, query_vector, clock)):
+            yield from self.serve_cached(cached, clock, stream=stream)
+            return
 
         result = retrieve(
             knowledge_base=knowledge_base, query=retrieval_query, top_k=bot.top_k, query_vector=query_vector
@@ -303,6 +293,19 @@ class _Turn:
             if rest:
                 yield rest
         yield answer_
+
+    def cached(
+        self, embedding_model: str, query_vector: list[float] | None, clock: _Clock
+    ) -> CachedAnswer | None:
+        found = cache_lookup(
+            bot=self.bot,
+            language=self.language,
+            question=self.question.text,
+            query_vector=query_vector,
+            embedding_model=embedding_model,
+        )
+        clock.lap("cache")
+        return found
 
     def say(self, text: str, outcome: str, clock: _Clock, *, stream: bool) -> Iterator[str | Answer]:
         if stream:
@@ -404,7 +407,7 @@ class _Turn:
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens + usage.thinking_tokens,
                 cached_tokens=usage.cached_tokens,
-                cost=sum(costs, Decimal(0)) + self.trace.get("embedding_cost", Decimal(0)),
+                cost=sum(costs, Decimal(0)) + self.embedding_cost,
                 sources=hits,
             )
         if cacheable and outcome in (Message.Outcome.ANSWERED, Message.Outcome.FALLBACK):
@@ -417,7 +420,7 @@ class _Turn:
                     embedding_model=embedding_model,
                     answer=text,
                     citations=citations,
-                    documents=_documents_used(hits, numbers),
+                    documents=_documents_used(hits),
                     knowledge_base_version=self.bot.knowledge_base.version,
                     provider=generation.provider,
                     model=generation.model,
@@ -444,7 +447,7 @@ class _Turn:
                 provider=cached.provider,
                 model=cached.model,
                 cache_hit=True,
-                cost=self.trace.get("embedding_cost", Decimal(0)),
+                cost=self.embedding_cost,
             )
             usage_record(
                 idempotency_key=f"answer:{self.question.pk}:cache",
@@ -463,7 +466,7 @@ class _Turn:
         embedder = get_embedder(self.bot.knowledge_base.embedding_model)
         cost = cost_of(provider=embedder.provider, model=model, input_tokens=input_tokens)
         self.embedding = {"provider": embedder.provider, "model": model, "input_tokens": input_tokens}
-        self.trace["embedding_cost"] = cost or Decimal(0)
+        self.embedding_cost = cost or Decimal(0)
         clock.lap("ledger")
 
     def write_embedding_usage(self, message_id: int) -> None:
@@ -497,8 +500,8 @@ class _Turn:
     ) -> Answer:
         """Store the bot's reply and make it this turn's Answer."""
         clock.lap("decide")
-        trace = {key: value for key, value in self.trace.items() if key != "embedding_cost"}
-        trace["stages_ms"] = clock.stages
+        # The clock's own dict: the returned Answer's trace also shows the store_reply lap.
+        trace = {**self.trace, "stages_ms": clock.stages}
         with transaction.atomic():
             message = message_add_reply(
                 conversation=self.conversation,
@@ -507,16 +510,15 @@ class _Turn:
                 language=self.language,
                 outcome=outcome,
                 latency_ms=clock.total_ms(),
-                details=_jsonable(trace),
+                details=trace,
                 **fields,
             )
             self.write_embedding_usage(message.pk)
         clock.lap("store_reply")
-        message.details["stages_ms"] = dict(clock.stages)
         self.finished = Answer(self.conversation, self.question, message, outcome, sources or [], trace)
         return self.finished
 
-    def finish(self, message: Message, outcome: str, clock: _Clock, *, trace: dict) -> Answer:
+    def finish(self, message: Message, outcome: str, *, trace: dict) -> Answer:
         self.finished = Answer(self.conversation, self.question, message, outcome, [], trace)
         return self.finished
 
@@ -543,20 +545,10 @@ def _citation(number: int, hit: Hit) -> dict:
     }
 
 
-def _documents_used(hits: list[Hit], numbers: list[int]) -> dict[int, int]:
+def _documents_used(hits: list[Hit]) -> dict[int, int]:
     """Every document shown to the model, not only the cited ones: any of them shaped the answer."""
     versions = document_live_versions(document_ids=[hit.document_id for hit in hits])
     return {document_id: version for document_id, version in versions.items() if version is not None}
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
 
 
 __all__ = ["Answer", "Inbound", "InvalidMessage", "answer", "answer_stream", "validate_text"]

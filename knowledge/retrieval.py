@@ -271,7 +271,7 @@ def _params(
     limit: int,
 ) -> dict[str, object]:
     params: dict[str, object] = {
-        "vector": _vector_literal(vector),
+        "vector": vector_literal(vector),
         "model": model,
         "kb": knowledge_base_id,
         "limit": limit,
@@ -345,7 +345,8 @@ def _common_term_rows(cursor: CursorWrapper) -> dict[str, float]:
     return rows
 
 
-def _vector_literal(vector: list[float]) -> str:
+def vector_literal(vector: list[float]) -> str:
+    """A vector as pgvector's text input, for parameterised SQL (7 significant digits: float4)."""
     return "[" + ",".join(f"{float(value):.7g}" for value in vector) + "]"
 
 

@@ -449,3 +449,7 @@ def _turn(reply: Message | None, outcome: str, trace: dict, sources) -> dict:
         "sources": ranked,
         "sources_known": sources is not None,
     }
+
+
+# The Zalo channel's pages live beside its code.
+import chatbot.zalo.admin  # noqa: E402, F401

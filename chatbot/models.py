@@ -29,6 +29,14 @@ def default_strong_keywords() -> str:
     )
 
 
+def new_widget_key() -> str:
+    return f"wk_{secrets.token_urlsafe(18)}"
+
+
+def new_identity_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
 class Bot(models.Model):
     """One assistant: its knowledge, its voice, the models it may use and how it picks one."""
 
@@ -111,6 +119,24 @@ class Bot(models.Model):
         help_text="Query similarity at which a cached answer is reused for a differently worded question.",
     )
     cache_ttl_hours = models.PositiveIntegerField(default=24 * 7)
+
+    widget_key = models.CharField(
+        max_length=40,
+        unique=True,
+        default=new_widget_key,
+        help_text="Public: goes in the widget's script tag (data-bot). It is not a secret.",
+    )
+    widget_allowed_origins = models.TextField(
+        blank=True,
+        help_text="One origin per line, e.g. https://shop.example.com. "
+        "The widget is refused on any other site; empty means nowhere.",
+    )
+    widget_identity_secret = models.CharField(
+        max_length=100,
+        blank=True,
+        default=new_identity_secret,
+        help_text="Shared with the shop's server, which signs logged-in customers' ids (HMAC-SHA256).",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -236,3 +262,109 @@ class AnswerCacheEntry(models.Model):
 
     def __str__(self) -> str:
         return self.question[:80]
+
+
+class ZaloAccount(models.Model):
+    """A bot's Zalo Official Account: the app's credentials and the OA's current token pair.
+
+    Zalo's refresh token is single-use: each refresh returns a new pair and kills the old
+    refresh token, so the pair is rotated under a row lock and saved before it is used.
+    """
+
+    bot = models.OneToOneField(Bot, on_delete=models.CASCADE, related_name="zalo")
+    app_id = models.CharField(max_length=40, help_text="The Zalo App id; events of another app are refused.")
+    app_secret = models.CharField(max_length=200, help_text="The App Secret Key (OAuth token refresh).")
+    oa_secret_key = models.CharField(max_length=200, help_text="The OA Secret Key (webhook signatures).")
+    oa_id = models.CharField(max_length=40, blank=True)
+    access_token = models.TextField(blank=True)
+    access_token_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_token = models.TextField(blank=True)
+    refresh_token_issued_at = models.DateTimeField(null=True, blank=True)
+    needs_reconnect = models.BooleanField(
+        default=False, help_text="Zalo rejected the refresh token: connect the OA again (zalo_connect)."
+    )
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Zalo account"
+
+    def __str__(self) -> str:
+        return f"Zalo OA of {self.bot}"
+
+
+class ZaloEvent(models.Model):
+    """A webhook delivery, stored before it is acknowledged and processed once on the chat queue.
+
+    `event_key` is Zalo's message id (or a digest of the body for events without one):
+    Zalo redelivers for about two hours, and a redelivery finds the row already there.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSED = "processed"
+        IGNORED = "ignored"
+        FAILED = "failed"
+
+    account = models.ForeignKey(ZaloAccount, on_delete=models.CASCADE, related_name="events")
+    event_key = models.CharField(max_length=100)
+    event_name = models.CharField(max_length=60)
+    sender_id = models.CharField(max_length=40, blank=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    deliveries = models.PositiveSmallIntegerField(default=1)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "Zalo event"
+        constraints = [models.UniqueConstraint(fields=["account", "event_key"], name="zalo_event_once")]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} {self.event_key}"
+
+
+class ZaloOutboundMessage(models.Model):
+    """One text part to send through the OA message API: the persisted outbox.
+
+    A send that fails for a reason that may pass (rate limit, network, token) is retried
+    with backoff; one that cannot succeed (outside the reply window, user gone) ends
+    `failed` with Zalo's code and message, visible in the admin.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    account = models.ForeignKey(ZaloAccount, on_delete=models.CASCADE, related_name="outbox")
+    user_id = models.CharField(max_length=40)
+    message_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The stored reply (conversations.Message) this part belongs to."
+    )
+    part = models.PositiveSmallIntegerField(default=0)
+    text = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    error_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    zalo_message_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "Zalo outbound message"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "message_id", "part"],
+                condition=models.Q(message_id__isnull=False),
+                name="zalo_outbound_part_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"to {self.user_id}: {self.text[:60]}"

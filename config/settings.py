@@ -223,6 +223,7 @@ CELERY_TASK_QUEUES = [
 CELERY_TASK_ROUTES = {
     "knowledge.tasks.*": {"queue": "ingest"},
     "chatbot.tasks.*": {"queue": "chat"},
+    "chatbot.zalo.tasks.*": {"queue": "chat"},
 }
 # acks_late is opted into per task, only where the task is idempotent.
 CELERY_TASK_ACKS_LATE = False

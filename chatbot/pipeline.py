@@ -160,7 +160,13 @@ def _run(inbound: Inbound, *, stream: bool) -> Iterator[str | Answer]:
         language=language,
     )
     clock.lap("store_inbound")
-    turn = _Turn(bot=bot, conversation=received.conversation, question=received.message, language=language)
+    turn = _Turn(
+        bot=bot,
+        conversation=received.conversation,
+        question=received.message,
+        language=language,
+        new_conversation=received.new_conversation,
+    )
     if not received.created:
         earlier = received.message.replies.order_by("pk").first()
         if earlier is not None:  # a redelivery of a message already answered
@@ -182,6 +188,7 @@ class _Turn:
     conversation: Conversation
     question: Message
     language: str
+    new_conversation: bool = False  # nothing came before this message
     trace: dict = field(default_factory=dict)
     finished: Answer | None = None
     embedding: dict | None = None  # the query embedding's usage, written with the reply
@@ -208,8 +215,12 @@ class _Turn:
             )
             return
 
-        history = conversation_history(
-            conversation=conversation, before=self.question, turns=bot.history_turns
+        history = (
+            []
+            if self.new_conversation
+            else conversation_history(
+                conversation=conversation, before=self.question, turns=bot.history_turns
+            )
         )
         follow_up = bool(history) and len(self.question.text.split()) <= FOLLOW_UP_MAX_WORDS
         cacheable = bot.cache_enabled and is_cacheable_question(
@@ -502,7 +513,8 @@ class _Turn:
         clock.lap("decide")
         # The clock's own dict: the returned Answer's trace also shows the store_reply lap.
         trace = {**self.trace, "stages_ms": clock.stages}
-        with transaction.atomic():
+        # No savepoint: inside a caller's transaction the reply and its ledger rows stand or fall together.
+        with transaction.atomic(savepoint=False):
             message = message_add_reply(
                 conversation=self.conversation,
                 in_reply_to=self.question,

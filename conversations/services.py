@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -22,6 +22,7 @@ class Received:
     conversation: Conversation
     message: Message
     created: bool  # False when the channel redelivered a message already stored
+    new_conversation: bool = False  # the message started the conversation: it has no history
 
 
 def contact_get_or_create(
@@ -32,6 +33,15 @@ def contact_get_or_create(
     One upsert (one round trip, race-free): a name or language given replaces the
     stored one, an empty one keeps it.
     """
+    return _contact_upsert(
+        channel=channel, external_id=external_id, display_name=display_name, language=language
+    )[0]
+
+
+def _contact_upsert(
+    *, channel: str, external_id: str, display_name: str, language: str
+) -> tuple[Contact, bool]:
+    """(contact, created). Either way the row stays locked until the transaction ends."""
     table = Contact._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
@@ -43,7 +53,7 @@ def contact_get_or_create(
                 last_seen_at = EXCLUDED.last_seen_at,
                 display_name = COALESCE(NULLIF(EXCLUDED.display_name, ''), {table}.display_name),
                 language = COALESCE(NULLIF(EXCLUDED.language, ''), {table}.language)
-            RETURNING id, display_name, language, profile, created_at, last_seen_at
+            RETURNING id, display_name, language, profile, created_at, last_seen_at, (xmax = 0)
             """,
             {
                 "channel": channel,
@@ -53,14 +63,15 @@ def contact_get_or_create(
                 "now": timezone.now(),
             },
         )
-        pk, name, language_, profile, created_at, last_seen_at = cursor.fetchone()
+        pk, name, language_, profile, created_at, last_seen_at, created = cursor.fetchone()
     if isinstance(profile, str):  # jsonb comes back as text through Django's cursor
         profile = json.loads(profile)
-    return Contact.from_db(
+    contact = Contact.from_db(
         "default",
         ["id", "channel", "external_id", "display_name", "language", "profile", "created_at", "last_seen_at"],
         [pk, channel, external_id, name, language_, profile, created_at, last_seen_at],
     )
+    return contact, created
 
 
 def conversation_open_for(*, contact: Contact, bot_id: int, channel: str) -> Conversation:
@@ -119,10 +130,13 @@ def _receive(
     display_name: str,
     language: str,
 ) -> Received:
-    contact = contact_get_or_create(
+    # The upsert locks the contact's row until commit, so two first messages at once
+    # start one conversation, and a redelivery racing its original waits for its commit
+    # and then finds it below (the unique external id is the last guard).
+    contact, new_contact = _contact_upsert(
         channel=channel, external_id=external_user_id, display_name=display_name, language=language
     )
-    if external_message_id:
+    if external_message_id and not new_contact:
         # Look across the contact's conversations with this bot, not only the open one:
         # a redelivery that arrives after the conversation was closed must not open a
         # new conversation and be answered a second time.
@@ -137,28 +151,31 @@ def _receive(
         )
         if existing is not None:
             return Received(existing.conversation, existing, created=False)
-    conversation = conversation_open_for(contact=contact, bot_id=bot_id, channel=channel)
-    try:
-        with transaction.atomic():
-            changes_language = bool(language) and language != conversation.language
-            message = _append(
-                conversation,
-                conversation_language=language if changes_language else "",
-                role=Message.Role.USER,
-                text=text,
-                language=language,
-                external_id=external_message_id,
-            )
-            if changes_language:
-                conversation.language = language
-    except IntegrityError:
-        if not external_message_id:
-            raise
-        # The same redelivery raced us past the check above; the unique constraint
-        # made it wait for the winner's commit, so the winner's row is visible now.
-        existing = Message.objects.get(conversation=conversation, external_id=external_message_id)
-        return Received(conversation, existing, created=False)
-    return Received(conversation, message, created=True)
+    conversation = None if new_contact else _open_conversation(contact, bot_id)
+    new_conversation = conversation is None
+    if conversation is None:
+        conversation = Conversation.objects.create(contact=contact, bot_id=bot_id, channel=channel)
+    message = _append_user_message(
+        conversation, text=text, language=language, external_id=external_message_id
+    )
+    return Received(conversation, message, created=True, new_conversation=new_conversation)
+
+
+def _append_user_message(
+    conversation: Conversation, *, text: str, language: str, external_id: str
+) -> Message:
+    changes_language = bool(language) and language != conversation.language
+    message = _append(
+        conversation,
+        conversation_language=language if changes_language else "",
+        role=Message.Role.USER,
+        text=text,
+        language=language,
+        external_id=external_id,
+    )
+    if changes_language:
+        conversation.language = language
+    return message
 
 
 def message_add_reply(

@@ -10,7 +10,7 @@ from django.db import connection
 from config.celery import app as celery_app
 from config.env import database_url_with_name
 
-pytest_plugins = ["tests.fakes.fixtures", "tests.browser"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.fakes.zalo_fixtures", "tests.browser"]
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -59,6 +59,14 @@ def celery_worker_process(django_db_setup, django_db_blocker):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _keyword_search_threads_disconnect_before_the_test_database_is_dropped(django_db_setup):
+    yield
+    from knowledge.retrieval import keyword_pool_shutdown
+
+    keyword_pool_shutdown()
 
 
 @pytest.fixture(autouse=True)

@@ -238,6 +238,10 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-documents": {"task": "knowledge.tasks.requeue_stuck_documents", "schedule": 120.0},
     "purge-answer-cache": {"task": "chatbot.tasks.purge_answer_cache", "schedule": 15 * 60.0},
+    "zalo-send-due-outbox": {"task": "chatbot.zalo.tasks.send_due_outbox", "schedule": 10.0},
+    "zalo-requeue-pending-events": {"task": "chatbot.zalo.tasks.requeue_pending_events", "schedule": 60.0},
+    "zalo-refresh-expiring-tokens": {"task": "chatbot.zalo.tasks.refresh_expiring_tokens", "schedule": 600.0},
+    "zalo-purge-old-events": {"task": "chatbot.zalo.tasks.purge_old_events", "schedule": 60 * 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -254,6 +258,10 @@ REST_FRAMEWORK = {
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
 API_RATE_LIMIT_PER_KEY_PER_MINUTE = env_int("API_RATE_LIMIT_PER_KEY_PER_MINUTE", 600, minimum=0)
 API_RATE_LIMIT_PER_IP_PER_MINUTE = env_int("API_RATE_LIMIT_PER_IP_PER_MINUTE", 1200, minimum=0)
+# Web widget (/widget/api/, docs/widget.md): messages, ratings and handoffs per visitor, and
+# every request per client address (many shoppers can share one mobile-carrier address).
+WIDGET_RATE_LIMIT_PER_VISITOR_PER_MINUTE = env_int("WIDGET_RATE_LIMIT_PER_VISITOR_PER_MINUTE", 20, minimum=0)
+WIDGET_RATE_LIMIT_PER_IP_PER_MINUTE = env_int("WIDGET_RATE_LIMIT_PER_IP_PER_MINUTE", 120, minimum=0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Support Bot API",
     "DESCRIPTION": (
@@ -291,5 +299,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"pgserver": {"level": "WARNING"}},
+    # The HTTP clients under google-genai log every request at INFO: two lines per answer.
+    "loggers": {name: {"level": "WARNING"} for name in ("pgserver", "httpx", "httpx2", "httpcore")},
 }

@@ -76,3 +76,37 @@ def test_each_price_row_knows_whether_it_is_in_force_scheduled_or_superseded():
     assert rows == {introductory: introductory, regular: introductory}
     later = price_list_with_status(prices=ModelPrice.objects.filter(model="gemini-3.8-flash"), on=regular)
     assert {price.in_force_from for price in later} == {regular}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_price_list_is_read_once_and_a_change_is_seen_at_once(
+    django_assert_num_queries,
+):
+    on = datetime.date(2026, 11, 23)
+    with django_assert_num_queries(1):
+        for _ in range(5):
+            assert price_for(provider="gemini", model="gemini-3.5-flash", on=on).input_per_million == Decimal(
+                "1.50"
+            )
+
+    ModelPrice.objects.create(
+        provider="gemini",
+        model="gemini-3.5-flash",
+        effective_from=on,
+        input_per_million="2.00",
+        output_per_million="9",
+    )
+
+    assert price_for(provider="gemini", model="gemini-3.5-flash", on=on).input_per_million == Decimal("2.00")
+
+
+def test_inside_a_transaction_an_uncommitted_price_is_never_kept_for_later(django_assert_num_queries):
+    on = datetime.date(2026, 11, 23)
+    make = {"provider": "testvendor", "model": "draft-model", "effective_from": on}
+    ModelPrice.objects.create(
+        **make, input_per_million="1", output_per_million="1"
+    )  # rolled back after the test
+
+    assert price_for(provider="testvendor", model="draft-model", on=on) is not None
+    with django_assert_num_queries(1):  # read from the database, not from a copy
+        price_for(provider="testvendor", model="draft-model", on=on)

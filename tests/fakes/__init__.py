@@ -111,6 +111,7 @@ class FakeHandler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 drops connection bursts (a load benchmark): 1 s SYN retries
     fake: "FakeServer"
 
 

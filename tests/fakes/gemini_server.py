@@ -15,8 +15,11 @@ Chat answers are deterministic: a scripted reply when one is queued
 (`script_reply`, `block_next`, `break_stream`), otherwise the first numbered
 source line found in the prompt ("[1] ...") quoted with its marker, or an echo of
 the question. Token counts are the fakes' `count_tokens` of the prompt and the
-answer; thinking models report thoughts unless thinking is turned off. The
-reply helpers at the end are shared with the Bedrock fake.
+answer; thinking models report thoughts unless thinking is turned off.
+`chat_latency` (seconds) delays every chat answer before its first byte, like a
+model's time to first token, without slowing embeddings (`latency`, from
+FakeServer, delays every request). The reply helpers at the end are shared with
+the Bedrock fake.
 """
 
 import json
@@ -265,6 +268,8 @@ class GeminiHandler(FakeHandler):
                 400, "* GenerateContentRequest.generation_config.temperature: must be in [0, 2]"
             )
         thoughts = self._thoughts(call, config.get("thinkingConfig") or {})
+        if self.fake.chat_latency:
+            time.sleep(self.fake.chat_latency)
 
         reply = self.fake._next_reply() or ScriptedReply()
         text = reply.text if reply.text is not None else default_answer([system_text, *texts], question)
@@ -368,18 +373,22 @@ def _text_of(content: dict[str, Any]) -> str:
 class GeminiServer(FakeServer):
     handler_class = GeminiHandler
 
-    def __init__(self, *, api_key: str = "test-key", report_usage: bool = False) -> None:
+    def __init__(
+        self, *, api_key: str = "test-key", report_usage: bool = False, chat_latency: float = 0.0
+    ) -> None:
         super().__init__()
         self.api_key = api_key
         # The real batchEmbedContents reports no usage; turn this on to test the other path.
         self.report_usage = report_usage
         self.event_delay: float = 0.0  # seconds between two stream events (read timeouts mid-stream)
+        self.chat_latency = chat_latency  # seconds before each chat answer's first byte
         self.replies = ReplyQueue()
 
     def reset(self) -> None:
         super().reset()
         self.replies.clear()
         self.event_delay = 0.0
+        self.chat_latency = 0.0
 
     def _next_reply(self) -> "ScriptedReply | None":
         return self.replies.pop()

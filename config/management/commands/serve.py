@@ -4,6 +4,13 @@ Prepares the database first (migrate, static files, demo data), then supervises 
 three processes until Ctrl-C or SIGTERM, and stops them in order: the processes
 first, then the embedded Redis and PostgreSQL this process started (see
 config.embedded). If any process dies, the others are stopped too.
+
+Web capacity is WEB_CONCURRENCY processes x WEB_THREADS threads (default 2 x 32): a
+thread is busy for a whole answer, mostly waiting on the LLM, so 500 customers asking
+every ~10 s with ~1 s answers keep ~50 threads busy (bench/load.py). Each thread holds
+its own PostgreSQL connection (DATABASE_CONN_MAX_AGE), and each process's keyword-search
+threads one more each (knowledge.retrieval.KEYWORD_THREADS), so keep processes x threads,
+plus those and Celery's, under the server's max_connections (100 for the embedded one).
 """
 
 import contextlib
@@ -42,6 +49,7 @@ class Command(BaseCommand):
         host = env_str("HOST", "127.0.0.1")
         port = env_int("PORT", 8000, minimum=1)
         web_workers = env_int("WEB_CONCURRENCY", 2, minimum=1)
+        web_threads = env_int("WEB_THREADS", 32, minimum=1)
         worker_concurrency = env_int("CELERY_CONCURRENCY", 2, minimum=1)
 
         call_command("migrate", interactive=False, verbosity=1)
@@ -56,7 +64,7 @@ class Command(BaseCommand):
                 python, "-m", "gunicorn", "config.wsgi:application",
                 "--bind", f"{host}:{port}",
                 "--workers", str(web_workers),
-                "--worker-class", "gthread", "--threads", "8",
+                "--worker-class", "gthread", "--threads", str(web_threads),
                 "--graceful-timeout", "10",
                 # Longer than a bot's answer budget (25 s) plus retrieval, so a slow answer is not killed.
                 "--timeout", "60",

@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -17,6 +18,9 @@ from chatbot.forms import LANGUAGE_NAMES, PROVIDER_NAMES, BotForm, TryBotForm
 from chatbot.llm.registry import PROVIDERS, available_providers
 from chatbot.models import AnswerCacheEntry, ApiKey, Bot
 from chatbot.pipeline import Inbound, InvalidMessage, answer
+from chatbot.widget.origins import InvalidOrigin, origins_parse
+from chatbot.widget.services import widget_identity_secret_rotate
+from chatbot.widget.snippet import secret_masked, widget_fieldset_description
 from conversations.models import Channel, Message
 from conversations.selectors import conversation_messages, conversation_open_of, conversation_totals
 from conversations.services import conversations_close
@@ -62,18 +66,41 @@ class ApiKeyInline(TabularInline):
         return "Active" if api_key.is_active else "Revoked"
 
 
+class BotAdminForm(BotForm):
+    """The bot form plus the widget's allowed origins, checked and stored normalised."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "widget_allowed_origins" in self.fields:  # absent when the page is read-only
+            field = self.fields["widget_allowed_origins"]
+            field.label = "Allowed origins"
+            field.help_text = (
+                "One per line, e.g. https://shop.example.com. Pages on any other site are refused; "
+                "this server's own pages (the demo page) always work."
+            )
+            field.widget.attrs["rows"] = 3
+
+    def clean_widget_allowed_origins(self) -> str:
+        try:
+            origins = origins_parse(self.cleaned_data["widget_allowed_origins"])
+        except InvalidOrigin as error:
+            raise forms.ValidationError(f"Not an origin: {error}.") from None
+        return "\n".join(origins)
+
+
 @admin.register(Bot)
 class BotAdmin(ModelAdmin):
-    form = BotForm
+    form = BotAdminForm
     list_display = ["name", "slug", "knowledge_base", "languages_display", "providers_display",
                     "cache_enabled", "is_active", "try_link"]  # fmt: skip
     list_filter = ["is_active", "cache_enabled", "knowledge_base"]
     search_fields = ["name", "slug", "persona"]
     list_select_related = ["knowledge_base"]
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["providers_here", "cached_answers", "created_at", "updated_at"]
+    readonly_fields = ["providers_here", "cached_answers", "created_at", "updated_at", "widget_key",
+                       "widget_identity"]  # fmt: skip
     inlines = [ApiKeyInline]
-    actions_detail = ["try_bot", "new_api_key"]
+    actions_detail = ["try_bot", "new_api_key", "rotate_widget_secret"]
     fieldsets = [
         (
             "Identity & knowledge",
@@ -118,6 +145,24 @@ class BotAdmin(ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(cache_count=Count("cache_entries"))
+
+    def get_fieldsets(self, request, obj=None):
+        # The script tag names this server, so it is built from the request.
+        widget = {
+            "fields": ["widget_allowed_origins", ("widget_key", "widget_identity")],
+            "description": widget_fieldset_description(bot=obj, request=request),
+        }
+        return [*super().get_fieldsets(request, obj), ("Web widget", widget)]
+
+    @display(description="Identity secret")
+    def widget_identity(self, bot: Bot) -> str:
+        if not bot.widget_identity_secret:
+            return "None: signed user ids are refused. Rotate to create one."
+        return format_html(
+            '<code class="widget-identity-secret">{}</code><br>Shown in full once, when rotated '
+            '("Rotate widget identity secret" above).',
+            secret_masked(bot.widget_identity_secret),
+        )
 
     @display(description="Languages")
     def languages_display(self, bot: Bot) -> str:
@@ -219,6 +264,34 @@ class BotAdmin(ModelAdmin):
     @action(description="New API key", url_path="new-api-key", icon="key", permissions=["add_api_key"])
     def new_api_key(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return redirect(f"{reverse('admin:chatbot_apikey_add')}?bot={object_id}")
+
+    @action(
+        description="Rotate widget identity secret", url_path="rotate-widget-secret", icon="key_vertical",
+        permissions=["change"],
+    )  # fmt: skip
+    def rotate_widget_secret(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        bot = get_object_or_404(Bot, pk=object_id)
+        if request.method != "POST":
+            # A GET (a link followed, a prefetch) must never rotate: ask first.
+            context = {
+                **self.admin_site.each_context(request),
+                "title": f"Rotate the widget identity secret of {bot.name}?",
+                "opts": self.model._meta,
+                "original": bot,
+                "bot": bot,
+            }
+            return TemplateResponse(request, "widget/admin/rotate_secret.html", context)
+        secret = widget_identity_secret_rotate(bot=bot)
+        messages.success(
+            request,
+            format_html(
+                "New identity secret; copy it to the shop's server now, it is not shown in full again: "
+                '<code class="widget-new-secret" style="user-select: all">{}</code>. '
+                "Customer ids signed with the old secret are refused from now on.",
+                secret,
+            ),
+        )
+        return redirect("admin:chatbot_bot_change", bot.pk)
 
     # A method rather than "chatbot.add_apikey" in the action: unfold's system check looks
     # dotted permissions up in the database, which does not exist yet before the first migrate.

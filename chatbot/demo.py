@@ -16,6 +16,9 @@ def seed_demo_bot() -> Bot:
             "knowledge_base": knowledge_base,
             "persona": "Warm, concise and practical, like a helpful shop assistant. "
             "Address customers politely (in Vietnamese: “bạn”, refer to yourself as “mình”).",
+            # The format, shown in the admin; the demo page (/widget/demo/) needs no entry,
+            # since the widget always works on this server's own origin.
+            "widget_allowed_origins": "http://localhost:8000\nhttp://127.0.0.1:8000",
         },
     )
     return bot

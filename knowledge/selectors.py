@@ -50,3 +50,9 @@ def document_live_versions(*, document_ids: Iterable[int]) -> dict[int, int | No
         )
     )
     return {pk: live.get(pk) for pk in ids}
+
+
+def document_source_urls(*, document_ids: Iterable[int]) -> dict[int, str]:
+    """The web address of each of these documents that has one, by id (for citation links)."""
+    rows = Document.objects.filter(pk__in=set(document_ids)).exclude(source_url="")
+    return dict(rows.values_list("pk", "source_url"))

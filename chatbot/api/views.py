@@ -2,7 +2,7 @@
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
@@ -213,7 +213,10 @@ def _reply_body(answer: pipeline.Answer) -> dict:
     ).data
 
 
-def _stream_response(inbound: pipeline.Inbound) -> StreamingHttpResponse:
+def _stream_response(
+    inbound: pipeline.Inbound, *, done_body: Callable[[pipeline.Answer], dict] = _reply_body
+) -> StreamingHttpResponse:
+    """The answer as server-sent events; `done_body` shapes the final event (the widget has its own)."""
     stream = pipeline.answer_stream(inbound)
     # Run up to the first item before sending headers, so a message the pipeline
     # refuses is still a plain 400 JSON error rather than an event in a 200 stream.
@@ -225,20 +228,24 @@ def _stream_response(inbound: pipeline.Inbound) -> StreamingHttpResponse:
         raise RuntimeError("the answer stream ended without an answer") from None
     waiting = isinstance(first, pipeline.Answer) and first.reply is None
     response = StreamingHttpResponse(
-        _events(first, stream), content_type=EVENT_STREAM, status=202 if waiting else 200
+        _events(first, stream, done_body), content_type=EVENT_STREAM, status=202 if waiting else 200
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx would otherwise hold the deltas back
     return response
 
 
-def _events(first: str | pipeline.Answer, stream: Iterator[str | pipeline.Answer]) -> Iterator[bytes]:
+def _events(
+    first: str | pipeline.Answer,
+    stream: Iterator[str | pipeline.Answer],
+    done_body: Callable[[pipeline.Answer], dict],
+) -> Iterator[bytes]:
     try:
         item = first
         while not isinstance(item, pipeline.Answer):
             yield _event("delta", {"text": item})
             item = next(stream)
-        yield _event("done", _reply_body(item))
+        yield _event("done", done_body(item))
     except StopIteration:
         logger.error("the answer stream ended without an answer")
         yield _event("error", error_body("internal_error", "The answer stream ended early."))

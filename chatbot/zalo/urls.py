@@ -1,5 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from chatbot.zalo import views
 
 app_name = "zalo"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("<slug:bot_slug>/", views.webhook, name="webhook"),
+]

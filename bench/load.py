@@ -1,7 +1,7 @@
 """Many concurrent customers on the REST API under gunicorn, with Gemini answering after 800 ms.
 
     .venv/bin/python bench/load.py [--users 500] [--duration 120] [--interval 10] [--latency 0.8]
-        [--workers 2] [--threads 32] [--conn-max-age 60] [--stream] [--cache]
+        [--workers 4] [--threads 16] [--conn-max-age 60] [--stream] [--cache]
         [--embedder gemini|local] [--json]
 
 The demo shop's documents (knowledge/demo_data) are ingested into a fresh knowledge
@@ -155,8 +155,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of load")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between a user's questions")
     parser.add_argument("--latency", type=float, default=0.8, help="Gemini's seconds to first byte")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=32, help="gunicorn threads per worker")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=16, help="gunicorn threads per worker")
     parser.add_argument(
         "--conn-max-age", type=int, default=60, help="DATABASE_CONN_MAX_AGE for gunicorn (0: per request)"
     )

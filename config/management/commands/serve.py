@@ -5,9 +5,11 @@ three processes until Ctrl-C or SIGTERM, and stops them in order: the processes
 first, then the embedded Redis and PostgreSQL this process started (see
 config.embedded). If any process dies, the others are stopped too.
 
-Web capacity is WEB_CONCURRENCY processes x WEB_THREADS threads (default 2 x 32): a
+Web capacity is WEB_CONCURRENCY processes x WEB_THREADS threads (default 4 x 16): a
 thread is busy for a whole answer, mostly waiting on the LLM, so 500 customers asking
-every ~10 s with ~1 s answers keep ~50 threads busy (bench/load.py). Each thread holds
+every ~10 s with ~1 s answers keep ~50 threads busy (bench/load.py). More processes
+with fewer threads each wait less for the GIL: at 30 answers a second 4 x 16 gave p95
+1.2 s where 2 x 32 gave 1.7 s (docs/benchmarks.md), for ~200 MB per process. Each thread holds
 its own PostgreSQL connection (DATABASE_CONN_MAX_AGE), and each process's keyword-search
 threads one more each (knowledge.retrieval.KEYWORD_THREADS), so keep processes x threads,
 plus those and Celery's, under the server's max_connections (100 for the embedded one).
@@ -48,8 +50,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         host = env_str("HOST", "127.0.0.1")
         port = env_int("PORT", 8000, minimum=1)
-        web_workers = env_int("WEB_CONCURRENCY", 2, minimum=1)
-        web_threads = env_int("WEB_THREADS", 32, minimum=1)
+        web_workers = env_int("WEB_CONCURRENCY", 4, minimum=1)
+        web_threads = env_int("WEB_THREADS", 16, minimum=1)
         worker_concurrency = env_int("CELERY_CONCURRENCY", 2, minimum=1)
 
         call_command("migrate", interactive=False, verbosity=1)

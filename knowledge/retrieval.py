@@ -48,7 +48,7 @@ COMMON_TERMS_TTL_SECONDS = 300.0
 # The keyword search runs beside the vector search on a connection of its own, so a
 # query waits for the slower of the two rather than their sum. Threads (each keeps
 # one connection) per process: searches at once beyond this wait for a free one.
-KEYWORD_THREADS = 4
+KEYWORD_THREADS = 2
 
 _common_terms: tuple[float, dict[str, float]] = (-COMMON_TERMS_TTL_SECONDS, {})
 

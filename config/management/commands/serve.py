@@ -9,10 +9,11 @@ Web capacity is WEB_CONCURRENCY processes x WEB_THREADS threads (default 4 x 16)
 thread is busy for a whole answer, mostly waiting on the LLM, so 500 customers asking
 every ~10 s with ~1 s answers keep ~50 threads busy (bench/load.py). More processes
 with fewer threads each wait less for the GIL: at 30 answers a second 4 x 16 gave p95
-1.2 s where 2 x 32 gave 1.7 s (docs/benchmarks.md), for ~200 MB per process. Each thread holds
-its own PostgreSQL connection (DATABASE_CONN_MAX_AGE), and each process's keyword-search
-threads one more each (knowledge.retrieval.KEYWORD_THREADS), so keep processes x threads,
-plus those and Celery's, under the server's max_connections (100 for the embedded one).
+1.2 s where 2 x 32 gave 1.7 s (docs/benchmarks.md), for ~200 MB per process. Each
+thread holds its own PostgreSQL connection (DATABASE_CONN_MAX_AGE), and so does each
+process's keyword-search thread (knowledge.retrieval.KEYWORD_THREADS, 2): with the
+defaults 64 + 8 for the web and 6 for Celery, under the embedded server's 100
+max_connections. Raise processes or threads and a managed server needs room (or a pooler).
 """
 
 import contextlib

@@ -55,18 +55,14 @@ from common import ROOT, machine, percentile, print_machine, setup_django
 setup_django()
 
 import httpx2  # noqa: E402
+from demo_stack import delete_run, free_port, ingest_demo_documents, wait_until_serving  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.db import connection, connections  # noqa: E402
-from pipeline import _free_port, _reachable, _wait_for, cleanup  # noqa: E402
 
 from chatbot.api_keys import api_key_create  # noqa: E402
 from chatbot.llm import gemini as chat_gemini  # noqa: E402
 from chatbot.models import Bot  # noqa: E402
 from conversations.models import Message  # noqa: E402
-from knowledge import services  # noqa: E402
-from knowledge.demo import DEMO_DATA  # noqa: E402
-from knowledge.ingest.pipeline import document_ingest  # noqa: E402
 from knowledge.models import KnowledgeBase  # noqa: E402
 from tests.fakes.gemini_server import GeminiServer  # noqa: E402
 
@@ -176,12 +172,7 @@ def main() -> None:
         gemini.start()
         settings.GEMINI_BASE_URL, settings.GEMINI_API_KEY = gemini.url, gemini.api_key
         chat_gemini.reset_clients()
-        for path in sorted(DEMO_DATA.iterdir()):
-            document = services.document_create_from_upload(
-                knowledge_base=knowledge_base, uploaded=SimpleUploadedFile(path.name, path.read_bytes())
-            )
-            document_ingest(document_id=document.pk, version=document.version)
-        knowledge_base.refresh_from_db()
+        ingest_demo_documents(knowledge_base)
         bot = Bot.objects.create(
             name=run,
             slug=run,
@@ -198,7 +189,7 @@ def main() -> None:
         results["gemini_calls"] = gemini.stop()
     finally:
         gemini.stop()
-        cleanup(knowledge_base, bot)
+        delete_run(knowledge_base, bot)
     results["machine"] = machine()
     report(results)
     if options.json:
@@ -259,7 +250,7 @@ def _serve_gemini(latency: float, pipe) -> None:
 
 
 def serve_and_load(options: argparse.Namespace, token: str, run: str, gemini: GeminiProcess) -> dict:
-    port = _free_port()
+    port = free_port()
     gunicorn_args = [
         "--workers", str(options.workers), "--worker-class", "gthread", "--threads", str(options.threads),
         "--graceful-timeout", "10", "--timeout", "60",
@@ -274,8 +265,7 @@ def serve_and_load(options: argparse.Namespace, token: str, run: str, gemini: Ge
         "API_RATE_LIMIT_PER_IP_PER_MINUTE": "1000000",
         "DATABASE_CONN_MAX_AGE": str(options.conn_max_age),
     }
-    # The project logs every outgoing Gemini call at INFO: kept (it is part of the cost), but
-    # in a file rather than over the report.
+    # gunicorn's own output goes to a file rather than over the report.
     log_path = ROOT / "bench" / "results" / "load-gunicorn.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
@@ -285,7 +275,7 @@ def serve_and_load(options: argparse.Namespace, token: str, run: str, gemini: Ge
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        _wait_for(lambda: _reachable(port))
+        wait_until_serving(port)
         outcome = asyncio.run(
             load(options, url=f"http://127.0.0.1:{port}/api/v1/messages", token=token, run=run,
                  gunicorn_pid=server.pid, gemini_pid=gemini.pid)

@@ -22,7 +22,6 @@ at the end.
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,47 +33,16 @@ from common import ROOT, machine, percentile, print_machine, setup_django
 setup_django()
 
 import requests  # noqa: E402
+from demo_stack import DEMO_QUESTIONS, delete_run, free_port, ingest_demo_documents, wait_until_serving  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 
-from billing.models import UsageEvent  # noqa: E402
 from chatbot.api_keys import api_key_create  # noqa: E402
 from chatbot.llm import gemini as chat_gemini  # noqa: E402
 from chatbot.models import Bot  # noqa: E402
 from chatbot.pipeline import Inbound, answer  # noqa: E402
-from conversations.models import Contact, Conversation  # noqa: E402
-from knowledge import services  # noqa: E402
-from knowledge.demo import DEMO_DATA  # noqa: E402
-from knowledge.ingest.pipeline import document_ingest  # noqa: E402
 from knowledge.models import KnowledgeBase  # noqa: E402
 from tests.fakes.gemini_server import GeminiServer  # noqa: E402
 
-QUESTIONS = [
-    "Cửa hàng mở cửa lúc mấy giờ?",
-    "Chủ nhật shop có mở cửa không?",
-    "Phí giao hàng nội thành là bao nhiêu?",
-    "Bao lâu thì nhận được hàng?",
-    "Tôi có thể đổi trả hàng trong bao nhiêu ngày?",
-    "Hàng giảm giá có được đổi trả không?",
-    "Shop nhận thanh toán bằng thẻ tín dụng không?",
-    "Có thanh toán khi nhận hàng không?",
-    "Làm thẻ thành viên như thế nào?",
-    "Thành viên được giảm giá bao nhiêu?",
-    "Shop có bảo hành sản phẩm không?",
-    "Thông tin cá nhân của tôi được bảo vệ ra sao?",
-    "What time does the store open?",
-    "Are you open on Sundays?",
-    "How much does delivery cost?",
-    "How long does delivery take?",
-    "Can I return an item I bought?",
-    "Do you accept credit cards?",
-    "Can I pay cash on delivery?",
-    "How do I become a member?",
-    "What discount do members get?",
-    "Is there a warranty on products?",
-    "How do you use my personal data?",
-    "Where are your stores?",
-]
 REWORDED = [
     ("What time does the store open?", "When does the store open?"),
     ("How much does delivery cost?", "What does delivery cost?"),
@@ -94,14 +62,7 @@ def main() -> None:
     knowledge_base = KnowledgeBase.objects.create(name=run, embedding_model="local-e5-small")
     bot = None
     try:
-        started = time.perf_counter()
-        for path in sorted(DEMO_DATA.iterdir()):
-            document = services.document_create_from_upload(
-                knowledge_base=knowledge_base, uploaded=SimpleUploadedFile(path.name, path.read_bytes())
-            )
-            document_ingest(document_id=document.pk, version=document.version)
-        results["ingest_seconds"] = round(time.perf_counter() - started, 1)
-        knowledge_base.refresh_from_db()
+        results["ingest_seconds"] = ingest_demo_documents(knowledge_base)
         bot = Bot.objects.create(
             name=run, slug=run, knowledge_base=knowledge_base, cache_enabled=False, provider_order=["gemini"]
         )
@@ -112,7 +73,7 @@ def main() -> None:
             results["overhead"] = overhead(bot, options.rounds, run)
             results["api_cache_hit"] = api_cache_hits(bot, options.requests, run, gemini=server)
     finally:
-        cleanup(knowledge_base, bot)
+        delete_run(knowledge_base, bot)
     results["machine"] = machine()
     report(results)
     if options.json:
@@ -120,12 +81,12 @@ def main() -> None:
 
 
 def overhead(bot: Bot, rounds: int, run: str) -> dict:
-    for number, question in enumerate(QUESTIONS[:4]):  # warm up: models loaded, connections open
+    for number, question in enumerate(DEMO_QUESTIONS[:4]):  # warm up: models loaded, connections open
         answer(Inbound(bot=bot, channel="api", user_id=f"{run}-warm-{number}", text=question))
     stages: dict[str, list[float]] = {}
     totals, outcomes = [], {}
     for round_ in range(rounds):
-        for number, question in enumerate(QUESTIONS):
+        for number, question in enumerate(DEMO_QUESTIONS):
             started = time.perf_counter()
             result = answer(
                 Inbound(bot=bot, channel="api", user_id=f"{run}-{round_}-{number}", text=question)
@@ -154,7 +115,7 @@ def api_cache_hits(bot: Bot, requests_: int, run: str, *, gemini: GeminiServer) 
     bot.cache_enabled = True
     bot.save()
     _, token = api_key_create(bot=bot, name=run)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -173,7 +134,7 @@ def api_cache_hits(bot: Bot, requests_: int, run: str, *, gemini: GeminiServer) 
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
         url = f"http://127.0.0.1:{port}/api/v1/messages"
-        _wait_for(lambda: _reachable(port))
+        wait_until_serving(port)
 
         def post(text: str, user: str) -> dict:
             response = session.post(url, json={"user_id": user, "text": text}, timeout=60)
@@ -205,44 +166,6 @@ def api_cache_hits(bot: Bot, requests_: int, run: str, *, gemini: GeminiServer) 
     finally:
         server.terminate()
         server.wait(timeout=20)
-
-
-def cleanup(knowledge_base: KnowledgeBase, bot: Bot | None) -> None:
-    if bot is not None:
-        conversations = Conversation.objects.filter(bot_id=bot.pk)
-        contact_ids = list(conversations.values_list("contact_id", flat=True))
-        UsageEvent.objects.filter(bot_id=bot.pk).delete()
-        conversations.delete()
-        Contact.objects.filter(pk__in=contact_ids, conversations__isnull=True).delete()
-        bot.delete()
-    UsageEvent.objects.filter(knowledge_base_id=knowledge_base.pk).delete()
-    for document in knowledge_base.documents.all():
-        services.document_delete(document=document)
-    # The bot's cached answers went with it; their Redis copies are never served without
-    # their rows and expire by themselves.
-    knowledge_base.delete()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _reachable(port: int) -> bool:
-    try:
-        # Not /healthz: it waits for a Celery worker, which this benchmark does not start.
-        return requests.get(f"http://127.0.0.1:{port}/admin/login/", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def _wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("gunicorn did not start")
-        time.sleep(0.2)
 
 
 def report(results: dict) -> None:

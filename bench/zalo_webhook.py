@@ -48,47 +48,16 @@ setup_django()
 import httpx2 as httpx  # noqa: E402
 import redis  # noqa: E402
 from celery import Celery  # noqa: E402
+from demo_stack import DEMO_QUESTIONS, delete_run, free_port, ingest_demo_documents, wait_until_serving  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from billing.models import UsageEvent  # noqa: E402
 from chatbot.models import Bot, ZaloAccount  # noqa: E402
 from config.env import celery_broker_url, redis_db, redis_url_with_db  # noqa: E402
-from conversations.models import Contact, Conversation  # noqa: E402
-from knowledge import services  # noqa: E402
-from knowledge.demo import DEMO_DATA  # noqa: E402
-from knowledge.ingest.pipeline import document_ingest  # noqa: E402
 from knowledge.models import KnowledgeBase  # noqa: E402
 from tests.fakes.gemini_server import GeminiServer  # noqa: E402
 from tests.fakes.zalo_server import ZaloServer  # noqa: E402
 
-QUESTIONS = [
-    "Cửa hàng mở cửa lúc mấy giờ?",
-    "Chủ nhật shop có mở cửa không?",
-    "Phí giao hàng nội thành là bao nhiêu?",
-    "Bao lâu thì nhận được hàng?",
-    "Tôi có thể đổi trả hàng trong bao nhiêu ngày?",
-    "Hàng giảm giá có được đổi trả không?",
-    "Shop nhận thanh toán bằng thẻ tín dụng không?",
-    "Có thanh toán khi nhận hàng không?",
-    "Làm thẻ thành viên như thế nào?",
-    "Thành viên được giảm giá bao nhiêu?",
-    "Shop có bảo hành sản phẩm không?",
-    "Thông tin cá nhân của tôi được bảo vệ ra sao?",
-    "What time does the store open?",
-    "Are you open on Sundays?",
-    "How much does delivery cost?",
-    "How long does delivery take?",
-    "Can I return an item I bought?",
-    "Do you accept credit cards?",
-    "Can I pay cash on delivery?",
-    "How do I become a member?",
-    "What discount do members get?",
-    "Is there a warranty on products?",
-    "How do you use my personal data?",
-    "Where are your stores?",
-]
 REDIS_DB_OFFSET = 12  # after the test suite's databases (base + 1..8)
 
 
@@ -111,13 +80,7 @@ def main() -> None:
     bot = None
     processes: list[subprocess.Popen] = []
     try:
-        started = time.perf_counter()
-        for path in sorted(DEMO_DATA.iterdir()):
-            document = services.document_create_from_upload(
-                knowledge_base=knowledge_base, uploaded=SimpleUploadedFile(path.name, path.read_bytes())
-            )
-            document_ingest(document_id=document.pk, version=document.version)
-        results["ingest_seconds"] = round(time.perf_counter() - started, 1)
+        results["ingest_seconds"] = ingest_demo_documents(knowledge_base)
         bot = Bot.objects.create(name=run, slug=run, knowledge_base=knowledge_base, provider_order=["gemini"])
         with GeminiServer() as gemini, ZaloServer() as zalo:
             ZaloAccount.objects.create(
@@ -137,7 +100,7 @@ def main() -> None:
                 "GEMINI_API_KEY": gemini.api_key,
                 "NO_PROXY": "127.0.0.1,localhost",
             }
-            port = _free_port()
+            port = free_port()
             processes.append(_start(
                 ["gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers",
                  str(options.gunicorn_workers), "--threads", str(options.gunicorn_threads),
@@ -147,7 +110,7 @@ def main() -> None:
                  "--loglevel", "WARNING", "--hostname", f"{run}@%h"], env))  # fmt: skip
             zalo.webhook_url = f"http://127.0.0.1:{port}/webhooks/zalo/{bot.slug}/"
             zalo.retry_schedule = ()  # a refused delivery is a result to report, not to retry
-            _wait_for(lambda: _reachable(port), "gunicorn to answer")
+            wait_until_serving(port)
             warm_up(zalo, run, options.concurrency)
             worker = Worker(redis_url, f"{run}@{socket.gethostname()}")
             worker.pause()
@@ -176,7 +139,7 @@ def main() -> None:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        cleanup(knowledge_base, bot)
+        delete_run(knowledge_base, bot)
         redis.Redis.from_url(redis_url).flushdb()
     results["machine"] = machine()
     report(results)
@@ -187,7 +150,7 @@ def main() -> None:
 def warm_up(zalo: ZaloServer, run: str, concurrency: int) -> None:
     """Both worker processes load the embedding model; every gunicorn thread opens its connections."""
     before = len(zalo.sent)
-    for number, question in enumerate(QUESTIONS[:6]):
+    for number, question in enumerate(DEMO_QUESTIONS[:6]):
         zalo.user_sends_text(f"{run}-warm-{number}", question)
     burst(zalo, f"{run}-warm-burst", 4 * concurrency, concurrency)
     zalo.wait_for_sends(before + 6 + 4 * concurrency, timeout=300)
@@ -224,7 +187,9 @@ def burst(
     `rate` a second on a fixed schedule (open loop; latency counted from the scheduled time,
     so a stalled server is not hidden by requests that were sent late)."""
     deliveries = [
-        zalo.user_sends_text(f"{prefix}-{number}", QUESTIONS[number % len(QUESTIONS)], deliver=False)
+        zalo.user_sends_text(
+            f"{prefix}-{number}", DEMO_QUESTIONS[number % len(DEMO_QUESTIONS)], deliver=False
+        )
         for number in range(webhooks)
     ]  # built and signed before the clock starts
     posted_at: dict[str, float] = {}
@@ -288,7 +253,7 @@ def one_at_a_time(zalo: ZaloServer, run: str, count: int) -> dict:
     for number in range(count):
         user = f"{run}-one-{number}"
         started = time.perf_counter()
-        delivery = zalo.user_sends_text(user, QUESTIONS[number % len(QUESTIONS)])
+        delivery = zalo.user_sends_text(user, DEMO_QUESTIONS[number % len(DEMO_QUESTIONS)])
         if not delivery.acked:
             raise RuntimeError(f"the webhook refused a delivery: {delivery.attempts}")
         acks.append(delivery.attempts[-1].latency * 1000)
@@ -299,20 +264,6 @@ def one_at_a_time(zalo: ZaloServer, run: str, count: int) -> dict:
             time.sleep(0.002)
         replies.append((time.perf_counter() - started) * 1000)
     return {"messages": count, "ack_ms": _summary(acks), "reply_ms": _summary(replies)}
-
-
-def cleanup(knowledge_base: KnowledgeBase, bot: Bot | None) -> None:
-    if bot is not None:
-        conversations = Conversation.objects.filter(bot_id=bot.pk)
-        contact_ids = list(conversations.values_list("contact_id", flat=True))
-        UsageEvent.objects.filter(bot_id=bot.pk).delete()
-        conversations.delete()
-        Contact.objects.filter(pk__in=contact_ids, conversations__isnull=True).delete()
-        bot.delete()  # its Zalo account, events and outbox rows with it
-    UsageEvent.objects.filter(knowledge_base_id=knowledge_base.pk).delete()
-    for document in knowledge_base.documents.all():
-        services.document_delete(document=document)
-    knowledge_base.delete()
 
 
 def _summary(values: list[float], *, with_p99: bool = False) -> dict:
@@ -327,29 +278,6 @@ def _summary(values: list[float], *, with_p99: bool = False) -> dict:
 
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env=env)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _reachable(port: int) -> bool:
-    try:
-        return (
-            httpx.get(f"http://127.0.0.1:{port}/admin/login/", timeout=2, trust_env=False).status_code == 200
-        )
-    except httpx.HTTPError:
-        return False
-
-
-def _wait_for(condition, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def report(results: dict) -> None:

@@ -278,9 +278,10 @@ class BotAdmin(ModelAdmin):
                 "title": f"Rotate the widget identity secret of {bot.name}?",
                 "opts": self.model._meta,
                 "original": bot,
-                "bot": bot,
+                "confirm_icon": "key_vertical",
+                "back_url": reverse("admin:chatbot_bot_change", args=[bot.pk]),
             }
-            return TemplateResponse(request, "widget/admin/rotate_secret.html", context)
+            return TemplateResponse(request, "admin/chatbot/bot/rotate_widget_secret.html", context)
         secret = widget_identity_secret_rotate(bot=bot)
         messages.success(
             request,
@@ -381,6 +382,8 @@ class ApiKeyAdmin(ModelAdmin):
                 "original": api_key,
                 "api_key": api_key,
                 "token_prefix": _token_prefix(api_key),
+                "confirm_icon": "block",
+                "back_url": reverse("admin:chatbot_apikey_change", args=[api_key.pk]),
             }
             return TemplateResponse(request, "admin/chatbot/apikey/revoke.html", context)
         api_key_revoke(api_key=api_key)

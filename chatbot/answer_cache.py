@@ -434,6 +434,7 @@ def cache_store(
     provider: str,
     model: str,
     source_message_id: int | None,
+    refuse_personal: bool = True,
 ) -> AnswerCacheEntry | None:
     """Cache an answer; None when it may not be cached. Idempotent per (bot, language, question).
 
@@ -443,11 +444,14 @@ def cache_store(
     answers whose knowledge base changed since retrieval (their documents may not be
     what the answer was built from). A second store of the same question replaces the
     first: a store only follows a miss, so the old entry was invalid or expired.
+    `refuse_personal=False` is for the BANKING77 benchmark, whose questions all say "my".
     """
     if not _enabled(bot) or not documents or not answer.strip():
         return None
     normalized = normalize_question(question)
-    if not normalized or not is_cacheable_question(question=question, has_history=False):
+    if not normalized:
+        return None
+    if refuse_personal and not is_cacheable_question(question=question, has_history=False):
         return None
     _dimensions(embedding_model, query_vector)
     current_version = (
@@ -455,39 +459,6 @@ def cache_store(
     )
     if current_version != knowledge_base_version:
         return None
-    return _store(
-        bot=bot,
-        language=language,
-        question=question,
-        query_vector=query_vector,
-        embedding_model=embedding_model,
-        answer=answer,
-        citations=citations,
-        documents=documents,
-        knowledge_base_version=knowledge_base_version,
-        provider=provider,
-        model=model,
-        source_message_id=source_message_id,
-    )
-
-
-def _store(
-    *,
-    bot: Bot,
-    language: str,
-    question: str,
-    query_vector: list[float],
-    embedding_model: str,
-    answer: str,
-    citations: list[dict],
-    documents: dict[int, int],
-    knowledge_base_version: int,
-    provider: str,
-    model: str,
-    source_message_id: int | None,
-) -> AnswerCacheEntry:
-    """The upsert and the Redis copy, after `cache_store`'s checks (the benchmark calls it directly)."""
-    normalized = normalize_question(question)
     expires_at = timezone.now() + timedelta(hours=bot.cache_ttl_hours)
     question_hash = _hash(normalized)
     draft = AnswerCacheEntry(

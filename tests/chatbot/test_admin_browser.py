@@ -12,6 +12,7 @@ from billing.models import ModelPrice
 from chatbot.models import Bot
 from config.roles import SUPPORT_STAFF
 from knowledge.models import Document
+from tests.chatbot.shop import HOURS
 from tests.conftest import PROJECT_DIR, wait_until
 from tests.knowledge.helpers import ingest, make_knowledge_base, paste
 
@@ -20,10 +21,6 @@ DELIVERY = (
     "# Giao hàng\n\nPhí giao hàng nội thành là 20.000 đồng. Đơn từ 500.000 đồng được miễn phí giao hàng. "
     "Đơn đặt trước 12 giờ trưa được giao ngay trong ngày.\n\n"
     "# Delivery\n\nDelivery inside the city costs 20,000 VND. Orders over 500,000 VND ship free."
-)
-HOURS = (
-    "# Giờ mở cửa\n\nCửa hàng Sao Mai mở cửa từ 8 giờ sáng đến 10 giờ tối mỗi ngày, kể cả Chủ nhật.\n\n"
-    "# Opening hours\n\nThe Sao Mai shop opens from 8 am to 10 pm every day, Sundays included."
 )
 
 

@@ -8,18 +8,9 @@ from django.urls import reverse
 from chatbot.models import AnswerCacheEntry, Bot
 from config.roles import MANAGERS, SUPPORT_STAFF
 from conversations.models import Conversation, Message
-from tests.knowledge.helpers import ingest, make_knowledge_base, paste
+from tests.chatbot.shop import shop_knowledge_base
 
 pytestmark = pytest.mark.django_db
-
-HOURS = (
-    "# Giờ mở cửa\n\nCửa hàng Sao Mai mở cửa từ 8 giờ sáng đến 10 giờ tối mỗi ngày, kể cả Chủ nhật.\n\n"
-    "# Opening hours\n\nThe Sao Mai shop opens from 8 am to 10 pm every day, Sundays included."
-)
-DELIVERY = (
-    "# Giao hàng\n\nPhí giao hàng nội thành là 20.000 đồng. Đơn từ 500.000 đồng được miễn phí giao hàng.\n\n"
-    "# Delivery\n\nDelivery inside the city costs 20,000 VND. Orders over 500,000 VND ship free."
-)
 
 
 @pytest.fixture(autouse=True)
@@ -31,10 +22,7 @@ def _clean_redis():
 
 @pytest.fixture
 def bot() -> Bot:
-    knowledge_base = make_knowledge_base("Sao Mai")
-    for title, text in (("Store hours", HOURS), ("Delivery", DELIVERY)):
-        ingest(paste(knowledge_base, text, title=title))
-    return Bot.objects.create(name="Sao Mai assistant", slug="sao-mai", knowledge_base=knowledge_base)
+    return Bot.objects.create(name="Sao Mai assistant", slug="sao-mai", knowledge_base=shop_knowledge_base())
 
 
 def login_as(client: Client, role: str) -> User:

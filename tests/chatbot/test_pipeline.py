@@ -10,18 +10,10 @@ from chatbot.pipeline import Inbound, InvalidMessage, answer, answer_stream
 from conversations.models import Conversation, Message
 from knowledge import services as knowledge_services
 from tests.billing.helpers import seed_prices
-from tests.knowledge.helpers import ingest, make_knowledge_base, paste
+from tests.chatbot.shop import DELIVERY, shop_knowledge_base
+from tests.knowledge.helpers import ingest, paste
 
 pytestmark = pytest.mark.django_db
-
-HOURS = (
-    "# Giờ mở cửa\n\nCửa hàng Sao Mai mở cửa từ 8 giờ sáng đến 10 giờ tối mỗi ngày, kể cả Chủ nhật.\n\n"
-    "# Opening hours\n\nThe Sao Mai shop opens from 8 am to 10 pm every day, Sundays included."
-)
-DELIVERY = (
-    "# Giao hàng\n\nPhí giao hàng nội thành là 20.000 đồng. Đơn từ 500.000 đồng được miễn phí giao hàng.\n\n"
-    "# Delivery\n\nDelivery inside the city costs 20,000 VND. Orders over 500,000 VND ship free."
-)
 
 
 @pytest.fixture(autouse=True)
@@ -33,11 +25,7 @@ def _clean_cache():
 
 @pytest.fixture
 def knowledge_base():
-    knowledge_base = make_knowledge_base("Sao Mai")
-    for title, text in (("Store hours", HOURS), ("Delivery", DELIVERY)):
-        ingest(paste(knowledge_base, text, title=title))
-    knowledge_base.refresh_from_db()
-    return knowledge_base
+    return shop_knowledge_base()
 
 
 @pytest.fixture

@@ -16,15 +16,12 @@ from chatbot.models import Bot
 from chatbot.widget.identity import identity_sign
 from conversations.models import Contact, Conversation, Message
 from knowledge.models import Document
+from tests.chatbot.shop import HOURS
 from tests.knowledge.helpers import ingest, make_knowledge_base, paste
 
 pytestmark = pytest.mark.django_db
 
 SHOP = "https://shop.example.com"
-HOURS = (
-    "# Giờ mở cửa\n\nCửa hàng Sao Mai mở cửa từ 8 giờ sáng đến 10 giờ tối mỗi ngày, kể cả Chủ nhật.\n\n"
-    "# Opening hours\n\nThe Sao Mai shop opens from 8 am to 10 pm every day, Sundays included."
-)
 QUESTION = "Cửa hàng mở cửa lúc mấy giờ?"
 VISITOR = str(uuid.uuid4())
 

@@ -10,6 +10,7 @@ from chatbot.zalo import services
 from chatbot.zalo.tasks import process_event, purge_old_events, requeue_pending_events
 from config.celery import app as celery_app
 from conversations.models import Contact, Conversation, Message
+from tests.chatbot.shop import HOURS
 from tests.fakes.zalo_server import Delivery
 from tests.knowledge.helpers import ingest, paste
 
@@ -17,10 +18,6 @@ pytestmark = pytest.mark.django_db
 
 URL = "/webhooks/zalo/sao-mai/"
 USER = "2468458835296197922"
-SHOP_INFO = (
-    "# Giờ mở cửa\n\nCửa hàng Sao Mai mở cửa từ 8 giờ sáng đến 10 giờ tối mỗi ngày, kể cả Chủ nhật.\n\n"
-    "# Opening hours\n\nThe Sao Mai shop opens from 8 am to 10 pm every day, Sundays included."
-)
 
 
 @pytest.fixture
@@ -62,7 +59,7 @@ def texts_sent(server, user: str = USER) -> list[str]:
 def test_a_question_is_answered_from_the_knowledge_base_and_the_reply_reaches_the_user(
     client, zalo_server, zalo_bot
 ):
-    ingest(paste(zalo_bot.knowledge_base, SHOP_INFO, title="Store hours"))
+    ingest(paste(zalo_bot.knowledge_base, HOURS, title="Store hours"))
     event = received(zalo_server.user_sends_text(USER, "Cửa hàng mở cửa lúc mấy giờ?"))
 
     assert process(event) == ZaloEvent.Status.PROCESSED

@@ -1,7 +1,7 @@
 import pytest
 from django.db import connection, transaction
 
-from knowledge import tasks
+from knowledge import retrieval, tasks
 from knowledge.models import Chunk, KnowledgeBase
 from knowledge.retrieval import combine, retrieve
 from tests.knowledge.helpers import ingest, make_knowledge_base, paste
@@ -65,7 +65,9 @@ def test_each_hit_carries_scores_title_and_heading_for_citations(shop):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_outside_a_transaction_the_keyword_search_runs_beside_the_vector_search_with_the_same_hits():
+def test_outside_a_transaction_the_keyword_search_runs_beside_the_vector_search_with_the_same_hits(
+    monkeypatch,
+):
     shop = _shop()
     questions = [
         "gio mo cua",
@@ -73,10 +75,17 @@ def test_outside_a_transaction_the_keyword_search_runs_beside_the_vector_search_
         "miễn phí giao hàng",
         "Khi nào tiệm mở?",
     ]
+    on_own_connection = []
+    search = retrieval._keyword_on_own_connection
+    monkeypatch.setattr(
+        retrieval, "_keyword_on_own_connection", lambda params: on_own_connection.append(1) or search(params)
+    )
 
     beside = [retrieve(knowledge_base=shop, query=question) for question in questions]
+    assert len(on_own_connection) == len(questions)
     with transaction.atomic():  # another connection could not see this transaction's writes
         in_line = [retrieve(knowledge_base=shop, query=question) for question in questions]
+    assert len(on_own_connection) == len(questions)
 
     assert [result.hits for result in beside] == [result.hits for result in in_line]
     for result in beside:  # each search's own time fits in the time of both

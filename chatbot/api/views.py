@@ -1,8 +1,6 @@
 """REST API views: authenticate, limit, validate, call one service, shape the answer."""
 
 import json
-import logging
-from collections.abc import Callable, Iterator
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
@@ -15,7 +13,7 @@ from rest_framework.views import APIView
 
 from chatbot import pipeline
 from chatbot.api.authentication import BotApiKeyAuthentication, KeyForThisBot
-from chatbot.api.errors import ApiError, error_body
+from chatbot.api.errors import ApiError
 from chatbot.api.ratelimit import ApiRateLimit
 from chatbot.api.serializers import (
     ConversationSerializer,
@@ -25,14 +23,10 @@ from chatbot.api.serializers import (
     MessageSerializer,
     ReplySerializer,
 )
+from chatbot.api.streaming import EVENT_STREAM, answer_event_stream
 from conversations.models import Channel
 from conversations.selectors import conversation_get_for_bot, conversation_messages, message_get_for_bot
 from conversations.services import message_set_feedback
-
-logger = logging.getLogger(__name__)
-
-EVENT_STREAM = "text/event-stream"
-INTERNAL_ERROR = "Something went wrong on our side; the error was logged."
 
 
 def _errors(*statuses: int) -> dict:
@@ -137,9 +131,9 @@ class MessageCreateView(BotApiView):
             language=data["language"],
             display_name=data["display_name"],
         )
-        if data["stream"] or request.accepted_media_type == EVENT_STREAM:
-            return _stream_response(inbound)
         try:
+            if data["stream"] or request.accepted_media_type == EVENT_STREAM:
+                return answer_event_stream(inbound, done_body=_reply_body)
             answer = pipeline.answer(inbound)
         except pipeline.InvalidMessage as error:
             raise ApiError(status_code=400, code=error.code, message=str(error)) from None
@@ -211,56 +205,3 @@ def _reply_body(answer: pipeline.Answer) -> dict:
             "status": answer.conversation.status,
         }
     ).data
-
-
-def _stream_response(
-    inbound: pipeline.Inbound, *, done_body: Callable[[pipeline.Answer], dict] = _reply_body
-) -> StreamingHttpResponse:
-    """The answer as server-sent events; `done_body` shapes the final event (the widget has its own)."""
-    stream = pipeline.answer_stream(inbound)
-    # Run up to the first item before sending headers, so a message the pipeline
-    # refuses is still a plain 400 JSON error rather than an event in a 200 stream.
-    try:
-        first = next(stream)
-    except pipeline.InvalidMessage as error:
-        raise ApiError(status_code=400, code=error.code, message=str(error)) from None
-    except StopIteration:
-        raise RuntimeError("the answer stream ended without an answer") from None
-    waiting = isinstance(first, pipeline.Answer) and first.reply is None
-    response = StreamingHttpResponse(
-        _events(first, stream, done_body), content_type=EVENT_STREAM, status=202 if waiting else 200
-    )
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx would otherwise hold the deltas back
-    return response
-
-
-def _events(
-    first: str | pipeline.Answer,
-    stream: Iterator[str | pipeline.Answer],
-    done_body: Callable[[pipeline.Answer], dict],
-) -> Iterator[bytes]:
-    try:
-        item = first
-        while not isinstance(item, pipeline.Answer):
-            yield _event("delta", {"text": item})
-            item = next(stream)
-        yield _event("done", done_body(item))
-    except StopIteration:
-        logger.error("the answer stream ended without an answer")
-        yield _event("error", error_body("internal_error", "The answer stream ended early."))
-    except pipeline.InvalidMessage as error:
-        yield _event("error", error_body(error.code, str(error)))
-    except Exception:
-        # Headers are sent: the client can only be told in the stream.
-        logger.exception("the answer stream failed")
-        yield _event("error", error_body("internal_error", INTERNAL_ERROR))
-    finally:
-        # Also runs when the client goes away (the server closes this generator):
-        # the pipeline then finishes the message as cut off.
-        stream.close()
-
-
-def _event(name: str, data: dict) -> bytes:
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {name}\ndata: {payload}\n\n".encode()

@@ -17,8 +17,8 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from chatbot import pipeline
-from chatbot.api.errors import ApiError, error_body
-from chatbot.api.views import _stream_response
+from chatbot.api.errors import error_body
+from chatbot.api.streaming import answer_event_stream
 from chatbot.demo import DEMO_BOT_SLUG
 from chatbot.models import LANGUAGES, Bot
 from chatbot.widget.errors import WidgetError
@@ -133,9 +133,9 @@ def messages(request: HttpRequest, bot: Bot, identity: WidgetIdentity) -> HttpRe
         display_name=identity.display_name,
     )
     try:
-        return _stream_response(inbound, done_body=_done_body)
-    except ApiError as error:  # the pipeline refused the text (empty, too long); nothing was stored
-        raise WidgetError(status=error.status_code, code=error.code, message=str(error.detail)) from None
+        return answer_event_stream(inbound, done_body=_done_body)
+    except pipeline.InvalidMessage as error:  # the text is empty or too long; nothing was stored
+        raise WidgetError(status=400, code=error.code, message=str(error)) from None
 
 
 @widget_endpoint("POST")

@@ -24,6 +24,7 @@ from chatbot.api.serializers import (
     ReplySerializer,
 )
 from chatbot.api.streaming import EVENT_STREAM, answer_event_stream
+from chatbot.http import declared_body_length
 from conversations.models import Channel
 from conversations.selectors import conversation_get_for_bot, conversation_messages, message_get_for_bot
 from conversations.services import message_set_feedback
@@ -181,12 +182,7 @@ class MessageFeedbackView(BotApiView):
 
 
 def _check_body_size(request) -> None:
-    # From the header, before a byte is read: Django reads at most Content-Length
-    # bytes, so this bounds the memory a request can make us spend.
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0  # Django reads such a body as empty too
+    length = declared_body_length(request)
     limit = settings.API_MAX_BODY_BYTES
     if length > limit:
         raise ApiError(

@@ -20,6 +20,7 @@ from chatbot import pipeline
 from chatbot.api.errors import error_body
 from chatbot.api.streaming import answer_event_stream
 from chatbot.demo import DEMO_BOT_SLUG
+from chatbot.http import declared_body_length
 from chatbot.models import LANGUAGES, Bot
 from chatbot.widget.errors import WidgetError
 from chatbot.widget.identity import WidgetIdentity, identity_resolve
@@ -232,11 +233,7 @@ def _error_response(error: WidgetError) -> JsonResponse:
 
 
 def _check_body_size(request: HttpRequest) -> None:
-    # From the header, before a byte is read: Django reads at most Content-Length bytes.
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
+    length = declared_body_length(request)
     if length > MAX_BODY_BYTES:
         raise WidgetError(
             status=413,

@@ -5,6 +5,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from chatbot.api.errors import error_body
+from chatbot.http import declared_body_length
 from chatbot.zalo.selectors import zalo_account_for_webhook
 from chatbot.zalo.services import MAX_BODY_BYTES, WebhookRefused, zalo_event_receive
 from chatbot.zalo.signature import HEADER
@@ -21,11 +22,7 @@ def webhook(request: HttpRequest, bot_slug: str) -> JsonResponse:
         response["Allow"] = "POST"
         return response
     too_big = f"Bodies over {MAX_BODY_BYTES} bytes are refused."
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > MAX_BODY_BYTES:  # refused before reading it
+    if declared_body_length(request) > MAX_BODY_BYTES:  # refused before reading it
         return _refuse(413, "body_too_large", too_big)
     account = zalo_account_for_webhook(bot_slug=bot_slug)
     if account is None:

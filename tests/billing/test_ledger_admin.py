@@ -5,12 +5,12 @@ import re
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import UsageEvent
 from config.roles import MANAGERS, SUPPORT_STAFF
+from tests.accounts import login_as
 from tests.billing.helpers import make_price, record
 
 pytestmark = pytest.mark.django_db
@@ -18,19 +18,6 @@ pytestmark = pytest.mark.django_db
 
 def list_url() -> str:
     return reverse("admin:billing_usageevent_changelist")
-
-
-def login_as(client, role: str) -> User:
-    user = User.objects.create_user(role.replace(" ", "-").lower(), password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
-    return user
-
-
-def login_as_superuser(client) -> User:
-    user = User.objects.create_superuser("root", password="pw")
-    client.force_login(user)
-    return user
 
 
 def totals(response) -> dict[str, str]:
@@ -101,7 +88,7 @@ def ledger() -> dict[str, UsageEvent]:
 
 
 def test_a_superuser_sees_every_call_with_tokens_cost_and_the_totals_above_the_list(client, ledger):
-    login_as_superuser(client)
+    login_as(client, None)
 
     response = client.get(list_url())
 
@@ -122,7 +109,7 @@ def test_a_superuser_sees_every_call_with_tokens_cost_and_the_totals_above_the_l
 
 
 def test_the_totals_follow_the_filters_not_the_page(client, ledger):
-    login_as_superuser(client)
+    login_as(client, None)
 
     response = client.get(list_url(), {"channel": "web", "kind__exact": "generation"})
 
@@ -148,7 +135,7 @@ def test_the_totals_follow_the_filters_not_the_page(client, ledger):
     ],
 )
 def test_each_filter_and_the_search_narrow_the_ledger(client, ledger, params, expected):
-    login_as_superuser(client)
+    login_as(client, None)
 
     response = client.get(list_url(), params)
 
@@ -157,7 +144,7 @@ def test_each_filter_and_the_search_narrow_the_ledger(client, ledger, params, ex
 
 
 def test_the_ledger_filters_by_date_and_drills_down_by_month(client, ledger):
-    login_as_superuser(client)
+    login_as(client, None)
     long_ago = timezone.now() - datetime.timedelta(days=60)
     UsageEvent.objects.filter(idempotency_key="answer:zalo").update(created_at=long_ago)
     midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -176,7 +163,7 @@ def test_the_ledger_filters_by_date_and_drills_down_by_month(client, ledger):
 
 
 def test_nobody_can_add_change_or_delete_a_ledger_row_not_even_a_superuser(client, ledger):
-    login_as_superuser(client)
+    login_as(client, None)
     event = ledger["zalo-answer"]
     change_url = reverse("admin:billing_usageevent_change", args=[event.pk])
     delete_url = reverse("admin:billing_usageevent_delete", args=[event.pk])

@@ -3,12 +3,12 @@
 import datetime
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import ModelPrice
 from config.roles import MANAGERS, SUPPORT_STAFF
+from tests.accounts import login_as
 from tests.billing.helpers import make_price
 
 pytestmark = pytest.mark.django_db
@@ -20,19 +20,6 @@ def list_url() -> str:
 
 def add_url() -> str:
     return reverse("admin:billing_modelprice_add")
-
-
-def login_as(client, role: str) -> User:
-    user = User.objects.create_user(role.replace(" ", "-").lower(), password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
-    return user
-
-
-def login_as_superuser(client) -> User:
-    user = User.objects.create_superuser("root", password="pw")
-    client.force_login(user)
-    return user
 
 
 def price_form(**fields) -> dict[str, str]:
@@ -49,7 +36,7 @@ def price_form(**fields) -> dict[str, str]:
 
 
 def test_a_superuser_sees_each_price_with_its_rates_and_whether_it_is_in_force(client):
-    login_as_superuser(client)
+    login_as(client, None)
     today = timezone.localdate()
     make_price(since=today - datetime.timedelta(days=60), input_rate="0.035", output_rate="0.14")
     make_price(
@@ -74,7 +61,7 @@ def test_a_superuser_sees_each_price_with_its_rates_and_whether_it_is_in_force(c
 
 
 def test_the_price_list_filters_by_provider_and_searches_model_ids(client):
-    login_as_superuser(client)
+    login_as(client, None)
     make_price(provider="testvendor", model="test-model")
     make_price(provider="othervendor", model="other-model")
 
@@ -86,7 +73,7 @@ def test_the_price_list_filters_by_provider_and_searches_model_ids(client):
 
 
 def test_a_superuser_adds_a_new_dated_price(client):
-    login_as_superuser(client)
+    login_as(client, None)
 
     response = client.post(add_url(), price_form(cached_input_per_million="0.04"))
 
@@ -98,7 +85,7 @@ def test_a_superuser_adds_a_new_dated_price(client):
 
 
 def test_save_as_new_turns_the_current_price_into_a_new_dated_row_and_leaves_the_old_one(client):
-    login_as_superuser(client)
+    login_as(client, None)
     old = make_price(since=datetime.date(2026, 11, 1), input_rate="0.75", output_rate="3.75")
 
     response = client.post(
@@ -117,7 +104,7 @@ def test_save_as_new_turns_the_current_price_into_a_new_dated_row_and_leaves_the
 
 
 def test_a_second_price_for_the_same_model_and_day_is_refused_with_a_message(client):
-    login_as_superuser(client)
+    login_as(client, None)
     make_price(since=datetime.date(2027, 2, 1))
 
     response = client.post(add_url(), price_form())
@@ -128,7 +115,7 @@ def test_a_second_price_for_the_same_model_and_day_is_refused_with_a_message(cli
 
 
 def test_a_negative_rate_is_refused(client):
-    login_as_superuser(client)
+    login_as(client, None)
 
     response = client.post(add_url(), price_form(output_per_million="-1"))
 

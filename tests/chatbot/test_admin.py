@@ -4,27 +4,16 @@ import hashlib
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, User
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from chatbot.api_keys import api_key_authenticate, api_key_create
 from chatbot.models import AnswerCacheEntry, ApiKey, Bot
 from config.roles import MANAGERS, SUPPORT_STAFF
+from tests.accounts import login_as
 from tests.knowledge.helpers import make_knowledge_base
 
 pytestmark = pytest.mark.django_db
-
-
-def login_as(client: Client, role: str | None) -> User:
-    if role is None:
-        user = User.objects.create_superuser("root", password="pw")
-    else:
-        user = User.objects.create_user(role.replace(" ", "-").lower(), password="pw", is_staff=True)
-        user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

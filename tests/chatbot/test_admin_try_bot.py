@@ -1,13 +1,14 @@
 """The "try the bot" page: staff ask through the real pipeline and see how the answer came about."""
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
 from chatbot.models import AnswerCacheEntry, Bot
 from config.roles import MANAGERS, SUPPORT_STAFF
 from conversations.models import Conversation, Message
+from tests.accounts import login_as
 from tests.chatbot.shop import shop_knowledge_base
 
 pytestmark = pytest.mark.django_db
@@ -23,13 +24,6 @@ def _clean_redis():
 @pytest.fixture
 def bot() -> Bot:
     return Bot.objects.create(name="Sao Mai assistant", slug="sao-mai", knowledge_base=shop_knowledge_base())
-
-
-def login_as(client: Client, role: str) -> User:
-    user = User.objects.create_user(role.replace(" ", "-").lower(), password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
-    return user
 
 
 def try_url(bot: Bot) -> str:

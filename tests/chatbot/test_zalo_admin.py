@@ -1,29 +1,18 @@
 """The Zalo admin pages: secrets only ever as their last 4 characters, rights checked per role."""
 
 import pytest
-from django.contrib.auth.models import Group, User
-from django.test import Client
 from django.urls import reverse
 
 from chatbot.models import ZaloAccount, ZaloEvent, ZaloOutboundMessage
 from chatbot.zalo.outbox import outbox_add
 from config.celery import app as celery_app
 from config.roles import MANAGERS, SUPPORT_STAFF
+from tests.accounts import login_as
 
 pytestmark = pytest.mark.django_db
 
 USER = "2468458835296197922"
 SECRET_FIELDS = ("app_secret", "oa_secret_key", "access_token", "refresh_token")
-
-
-def login_as(client: Client, role: str | None) -> User:
-    if role is None:
-        user = User.objects.create_superuser("root", password="pw")
-    else:
-        user = User.objects.create_user(role.replace(" ", "-").lower(), password="pw", is_staff=True)
-        user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

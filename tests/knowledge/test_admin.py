@@ -1,22 +1,16 @@
 """The knowledge admin as support staff and managers use it."""
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from config.roles import MANAGERS, SUPPORT_STAFF
 from knowledge.models import Document
+from tests.accounts import login_as
 from tests.knowledge.helpers import ingest, make_knowledge_base, paste
 
 pytestmark = pytest.mark.django_db
-
-
-def login_as(client, role: str) -> User:
-    user = User.objects.create_user(role.replace(" ", "-").lower(), password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

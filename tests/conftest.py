@@ -61,6 +61,17 @@ def celery_worker_process(django_db_setup, django_db_blocker):
             process.wait()
 
 
+@pytest.fixture
+def fresh_redis():
+    """The test Redis database emptied before and after the test: rate-limit counters, cached
+    answers, and tasks that committed data enqueued (none may outlive a test in the broker)."""
+    from django_redis import get_redis_connection
+
+    get_redis_connection("default").flushdb()
+    yield
+    get_redis_connection("default").flushdb()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _keyword_search_threads_disconnect_before_the_test_database_is_dropped(django_db_setup):
     yield

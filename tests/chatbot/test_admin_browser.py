@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django_redis import get_redis_connection
 
 from billing.models import ModelPrice
 from chatbot.models import Bot
@@ -22,14 +21,6 @@ DELIVERY = (
     "Đơn đặt trước 12 giờ trưa được giao ngay trong ngày.\n\n"
     "# Delivery\n\nDelivery inside the city costs 20,000 VND. Orders over 500,000 VND ship free."
 )
-
-
-@pytest.fixture
-def clean_redis():
-    # Committed documents enqueue ingestion tasks; none may outlive this test in the broker.
-    get_redis_connection("default").flushdb()
-    yield
-    get_redis_connection("default").flushdb()
 
 
 def ready_bot() -> Bot:
@@ -56,7 +47,7 @@ def screenshot(page, name: str) -> Path:
 
 @pytest.mark.django_db(transaction=True)
 def test_support_staff_ask_the_bot_and_see_the_reply_and_how_it_was_made(
-    page, live_server, gemini_server, clean_redis
+    page, live_server, gemini_server, fresh_redis
 ):
     user = User.objects.create_user("support", password="secret-pw-1", is_staff=True)
     user.groups.add(Group.objects.get(name=SUPPORT_STAFF))

@@ -11,14 +11,7 @@ from conversations.models import Conversation, Message
 from tests.accounts import login_as
 from tests.chatbot.shop import shop_knowledge_base
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _clean_redis():
-    from django_redis import get_redis_connection
-
-    get_redis_connection("default").flushdb()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_redis")]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from django_redis import get_redis_connection
 
 from chatbot.api_keys import api_key_create, api_key_revoke
 from chatbot.models import Bot
@@ -11,12 +10,7 @@ from conversations.models import Message
 from conversations.services import message_add_reply, message_receive
 from tests.knowledge.helpers import make_knowledge_base
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    get_redis_connection("default").flushdb()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_redis")]
 
 
 @pytest.fixture

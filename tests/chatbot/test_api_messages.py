@@ -4,14 +4,13 @@ import json
 
 import pytest
 import requests
-from django_redis import get_redis_connection
 
 from chatbot.api_keys import api_key_create
 from chatbot.models import Bot
 from conversations.models import Contact, Conversation, Message
 from tests.knowledge.helpers import ingest, make_knowledge_base, paste
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_redis")]
 
 SHOP_INFO = (
     "# Giờ mở cửa\n\nCửa hàng Sao Mai mở cửa từ 8 giờ sáng đến 10 giờ tối mỗi ngày, kể cả Chủ nhật.\n\n"
@@ -23,11 +22,6 @@ MESSAGE_FIELDS = {
     "id", "role", "text", "language", "outcome", "citations", "provider", "model", "cache_hit",
     "latency_ms", "input_tokens", "output_tokens", "cached_tokens", "feedback", "created_at",
 }  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _fresh_redis():
-    get_redis_connection("default").flushdb()
 
 
 @pytest.fixture

@@ -14,12 +14,7 @@ from chatbot.api_keys import api_key_create
 from chatbot.models import Bot
 from tests.knowledge.helpers import make_knowledge_base
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    get_redis_connection("default").flushdb()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_redis")]
 
 
 @pytest.fixture

@@ -13,14 +13,7 @@ from tests.billing.helpers import seed_prices
 from tests.chatbot.shop import DELIVERY, shop_knowledge_base
 from tests.knowledge.helpers import ingest, paste
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _clean_cache():
-    from django_redis import get_redis_connection
-
-    get_redis_connection("default").flushdb()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_redis")]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import time
 import uuid
 
 import pytest
-from django_redis import get_redis_connection
 
 from chatbot.api import ratelimit
 from chatbot.models import Bot
@@ -19,16 +18,11 @@ from knowledge.models import Document
 from tests.chatbot.shop import HOURS
 from tests.knowledge.helpers import ingest, make_knowledge_base, paste
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_redis")]
 
 SHOP = "https://shop.example.com"
 QUESTION = "Cửa hàng mở cửa lúc mấy giờ?"
 VISITOR = str(uuid.uuid4())
-
-
-@pytest.fixture(autouse=True)
-def _fresh_redis():
-    get_redis_connection("default").flushdb()
 
 
 @pytest.fixture

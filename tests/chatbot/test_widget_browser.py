@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from django_redis import get_redis_connection
 from playwright.sync_api import expect
 
 from chatbot.models import Bot
@@ -120,15 +119,7 @@ def other_site() -> Iterator[Site]:
 
 
 @pytest.fixture
-def clean_redis():
-    # Committed documents enqueue ingestion tasks; none may outlive this test in the broker.
-    get_redis_connection("default").flushdb()
-    yield
-    get_redis_connection("default").flushdb()
-
-
-@pytest.fixture
-def demo_bot(clean_redis, shop_site) -> Bot:
+def demo_bot(fresh_redis, shop_site) -> Bot:
     """The demo page's bot (slug "demo") on a small knowledge base whose hours page has a web address."""
     knowledge_base = make_knowledge_base("Sao Mai")
     document = paste(knowledge_base, HOURS, title="Store hours")
